@@ -1,0 +1,77 @@
+"""The zipline-sessions Flask app: create_app() and the one `api` blueprint."""
+
+from flask import Blueprint, Flask, jsonify, request
+from werkzeug.exceptions import Unauthorized
+
+import cli
+import sessions
+from auth import INVALID_SESSION, clear_session_cookie, current_session, resolve_caller, set_session_cookie
+from database import configure_engine, db, ensure_schema
+from errors import register_error_handlers
+from ratelimit import init_rate_limits
+from schemas import (
+    load_body,
+    login_response_schema,
+    login_schema,
+    logout_response_schema,
+    revoke_schema,
+    session_list_schema,
+)
+from settings import load_settings
+
+api = Blueprint("api", __name__, url_prefix="/api")
+
+
+@api.get("/user/sessions")
+def list_user_sessions():
+    """List the caller's current session and their other live sessions."""
+    caller = resolve_caller()
+    return session_list_schema.dump(sessions.session_list(caller))
+
+
+@api.delete("/user/sessions")
+def delete_user_sessions():
+    """Revoke one other session, or all others, and answer the updated list."""
+    caller = resolve_caller()
+    sessions.revoke(caller, load_body(revoke_schema))
+    return session_list_schema.dump(sessions.session_list(caller))
+
+
+@api.post("/auth/login")
+def login():
+    """Log in with a username and password; opens a session and sets its cookie."""
+    body = load_body(login_schema)
+    user, token = sessions.log_in(body["username"], body["password"], request.user_agent.string)
+    response = jsonify(login_response_schema.dump({"user": user}))
+    set_session_cookie(response, token)
+    return response
+
+
+@api.route("/auth/logout", methods=["GET", "POST"])
+def logout():
+    """End the session the cookie names and clear the cookie."""
+    session = current_session()
+    if session is None:
+        raise Unauthorized(INVALID_SESSION)
+    sessions.log_out(session)
+    response = jsonify(logout_response_schema.dump({"loggedOut": True}))
+    clear_session_cookie(response)
+    return response
+
+
+def create_app(config: dict | None = None) -> Flask:
+    """Build the app; `config` overrides defaults and SESSIONS_* variables (tests use it)."""
+    app = Flask(__name__, instance_relative_config=True)
+    load_settings(app, config)
+    # Keys in the contract's order, UTF-8 as is: the bytes a Zipline client expects.
+    app.json.sort_keys = False
+    app.json.ensure_ascii = False
+    db.init_app(app)
+    with app.app_context():
+        configure_engine(db.engine)
+        ensure_schema()
+    register_error_handlers(app)
+    app.register_blueprint(api)
+    app.extensions["login_limiter"] = init_rate_limits(app, "api.login")
+    cli.register(app)
+    return app

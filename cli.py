@@ -1,0 +1,93 @@
+"""Flask commands: seed, create-user, list-sessions, revoke, purge-expired."""
+
+import json
+
+import click
+from flask import Flask, current_app
+
+import models
+import seed
+from database import db, write_transaction
+from schemas import SessionSchema
+
+session_schema = SessionSchema()
+
+
+def register(app: Flask) -> None:
+    for command in (seed_command, create_user, list_sessions, revoke, purge_expired):
+        app.cli.add_command(command)
+
+
+@click.command("seed")
+@click.argument("path", type=click.Path(dir_okay=False))
+def seed_command(path):
+    """Load users, tokens and sessions from a JSON seed file (all or nothing)."""
+    try:
+        users = seed.parse_seed(seed.read_seed_file(path), current_app.config["TTL_SECONDS"], models.utcnow())
+        user_count, session_count = seed.store_seed(users)
+    except seed.SeedError as error:
+        raise click.ClickException(f"seed file refused, nothing stored: {error}") from None
+    click.echo(f"Seeded {user_count} users and {session_count} sessions.")
+
+
+@click.command("create-user")
+@click.argument("username")
+@click.option("--password", is_flag=False, flag_value="", default=None, prompt=True,
+              prompt_required=False, hide_input=True, confirmation_prompt=True,
+              help="Give a password (asked for when no value follows) so the user can log in.")
+def create_user(username, password):
+    """Create a user and print their new API token (shown this once only)."""
+    if models.find_user_by_name(username) is not None:
+        raise click.ClickException(f"a user named {username!r} already exists")
+    with write_transaction():
+        user, token = models.create_user(username, password or None)
+    click.echo(f"Created user {username!r} (id {user.id}).")
+    click.echo(f"API token (shown once, store it now): {token}")
+
+
+@click.command("list-sessions")
+@click.argument("username")
+@click.option("--json", "as_json", is_flag=True, help="Print the sessions as a JSON array.")
+def list_sessions(username, as_json):
+    """List a user's live sessions, oldest first."""
+    rows = models.list_sessions(_user(username).id)
+    if as_json:
+        click.echo(json.dumps(session_schema.dump(rows, many=True), ensure_ascii=False))
+        return
+    for row in session_schema.dump(rows, many=True):
+        click.echo("\t".join((row["id"], row["createdAt"], row["client"], row["device"], row["ua"])))
+
+
+@click.command("revoke")
+@click.argument("username")
+@click.argument("session_id", required=False)
+@click.option("--all", "revoke_all", is_flag=True, help="Revoke every session of the user.")
+def revoke(username, session_id, revoke_all):
+    """Revoke one session of a user by id, or all of them with --all."""
+    if bool(session_id) == revoke_all:
+        raise click.UsageError("give either a SESSION_ID or --all")
+    user = _user(username)
+    with write_transaction():
+        if revoke_all:
+            count = models.revoke_other_sessions(user.id, keep=None)
+        elif models.revoke_session(user.id, session_id):
+            count = 1
+        else:
+            raise click.ClickException(f"{username!r} has no live session {session_id!r}")
+    click.echo(f"Revoked {count} session(s) of {username!r}.")
+
+
+@click.command("purge-expired")
+def purge_expired():
+    """Delete every expired session."""
+    with write_transaction():
+        count = models.purge_expired()
+    click.echo(f"Purged {count} expired session(s).")
+
+
+def _user(username: str) -> models.User:
+    user = models.find_user_by_name(username)
+    if user is None:
+        raise click.ClickException(f"no user named {username!r}")
+    db.session.expunge(user)
+    return user

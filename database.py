@@ -1,0 +1,70 @@
+"""The SQLAlchemy handle, SQLite connection settings and write transactions."""
+
+from contextlib import contextmanager
+
+from flask_sqlalchemy import SQLAlchemy
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import DeclarativeBase
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+db = SQLAlchemy(model_class=Base)
+
+# A write that must wait for another writer waits this long before failing.
+SQLITE_BUSY_TIMEOUT_MS = 10_000
+
+
+def configure_engine(engine: Engine) -> None:
+    """Apply the SQLite settings DESIGN.md asks for; other databases need nothing."""
+    if engine.dialect.name != "sqlite":
+        return
+
+    @event.listens_for(engine, "connect")
+    def on_connect(dbapi_connection, _record):
+        # Let SQLAlchemy's "begin" event below issue BEGIN itself, so that a
+        # write transaction can take the write lock up front (BEGIN IMMEDIATE).
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        # An answered revocation must survive a power cut, not just a crash.
+        cursor.execute("PRAGMA synchronous=FULL")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def on_begin(connection):
+        immediate = connection.get_execution_options().get("write_lock", False)
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+@contextmanager
+def write_transaction():
+    """Run the block as one transaction that holds the write lock from its start.
+
+    On SQLite, a deferred transaction that read first and writes later fails with
+    "database is locked" when another writer got in between; BEGIN IMMEDIATE makes
+    writers queue on busy_timeout instead. Reads made before are committed away so
+    the block sees the latest committed state. On PostgreSQL the block serialises
+    per user with SELECT ... FOR UPDATE where it needs to (see models.py).
+    """
+    db.session.commit()
+    db.session.connection(execution_options={"write_lock": True})
+    try:
+        yield db.session
+        db.session.commit()
+    except BaseException:
+        db.session.rollback()
+        raise
+
+
+def ensure_schema() -> None:
+    """Create missing tables (never drops or alters one); safe when workers race at start."""
+    with db.engine.connect().execution_options(write_lock=True) as connection, connection.begin():
+        if connection.dialect.name == "postgresql":
+            connection.exec_driver_sql("SELECT pg_advisory_xact_lock(7468201)")
+        db.metadata.create_all(connection)

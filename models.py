@@ -1,0 +1,149 @@
+"""The users and sessions tables, and the queries the routes and commands need."""
+
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import ForeignKey, Index, String, delete, select
+from sqlalchemy.orm import Mapped, mapped_column
+
+import credentials
+from database import db
+from useragent import MAX_UA_LENGTH, clean_ua, describe
+
+
+def utcnow() -> datetime:
+    """Now in UTC, naive (as stored), to the millisecond the wire format shows."""
+    now = datetime.now(UTC).replace(tzinfo=None)
+    return now.replace(microsecond=now.microsecond // 1000 * 1000)
+
+
+class User(db.Model):
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    username: Mapped[str] = mapped_column(String(255), unique=True)
+    # None: a token-only user, who cannot log in with a password.
+    password_hash: Mapped[str | None] = mapped_column(String(255))
+    # None: a user with no API token, who can only use session cookies.
+    api_token_hash: Mapped[str | None] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class LoginSession(db.Model):
+    __tablename__ = "sessions"
+    __table_args__ = (
+        Index("ix_sessions_user_id_created_at", "user_id", "created_at"),
+        Index("ix_sessions_expires_at", "expires_at"),
+    )
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime]
+    ua: Mapped[str] = mapped_column(String(MAX_UA_LENGTH), default="")
+    client: Mapped[str] = mapped_column(String(255))
+    device: Mapped[str] = mapped_column(String(16))
+
+
+Session = LoginSession.__table__
+# What a caller may see of a session; never the token hash.
+PUBLIC_COLUMNS = (Session.c.id, Session.c.created_at, Session.c.ua, Session.c.client, Session.c.device)
+
+
+def create_user(username: str, password: str | None) -> tuple[User, str]:
+    """Add a user with a fresh API token; returns the user and the token (shown once)."""
+    token = credentials.new_token()
+    user = User(
+        username=username,
+        password_hash=credentials.hash_password(password) if password else None,
+        api_token_hash=credentials.hash_token(token),
+    )
+    db.session.add(user)
+    db.session.flush()
+    return user, token
+
+
+def find_user_by_name(username: str) -> User | None:
+    return db.session.execute(select(User).where(User.username == username)).scalar_one_or_none()
+
+
+def find_user_id_by_token(token: str) -> int | None:
+    """The id of the user whose API token this is."""
+    query = select(User.id).where(User.api_token_hash == credentials.hash_token(token))
+    return db.session.execute(query).scalar_one_or_none()
+
+
+def find_session_by_token(token: str):
+    """The session row (id, user_id, expires_at) a session token names, live or not."""
+    query = select(Session.c.id, Session.c.user_id, Session.c.expires_at).where(
+        Session.c.token_hash == credentials.hash_token(token)
+    )
+    return db.session.execute(query).first()
+
+
+def list_sessions(user_id: int) -> list:
+    """A user's live sessions, oldest first (ties by id), as public rows."""
+    query = (
+        select(*PUBLIC_COLUMNS)
+        .where(Session.c.user_id == user_id, Session.c.expires_at > utcnow())
+        .order_by(Session.c.created_at, Session.c.id)
+    )
+    return list(db.session.execute(query))
+
+
+def open_session(user_id: int, user_agent: str | None, ttl_seconds: int) -> tuple[str, str]:
+    """Insert a session for a login; returns (session id, session token)."""
+    ua = clean_ua(user_agent)
+    client, device = describe(ua)
+    token, now = credentials.new_token(), utcnow()
+    session_id = credentials.new_session_id()
+    db.session.execute(
+        Session.insert().values(
+            id=session_id, token_hash=credentials.hash_token(token), user_id=user_id,
+            created_at=now, expires_at=now + timedelta(seconds=ttl_seconds),
+            ua=ua, client=client, device=device,
+        )
+    )
+    return session_id, token
+
+
+def lock_user(user_id: int, keep: str | None) -> bool:
+    """Inside a write transaction: serialise this user's revocations.
+
+    Returns False when the caller's own session `keep` is no longer live: a revoked
+    session must not revoke others (PostgreSQL takes the user's row lock here;
+    SQLite already holds the database write lock).
+    """
+    db.session.execute(select(User.id).where(User.id == user_id).with_for_update())
+    if keep is None:
+        return True
+    query = select(Session.c.id).where(Session.c.id == keep, Session.c.expires_at > utcnow())
+    return db.session.execute(query).first() is not None
+
+
+def revoke_session(user_id: int, session_id: str) -> bool:
+    """Delete one of the user's live sessions; False if there is no such session."""
+    result = db.session.execute(
+        delete(Session).where(
+            Session.c.id == session_id, Session.c.user_id == user_id, Session.c.expires_at > utcnow()
+        )
+    )
+    return result.rowcount == 1
+
+
+def revoke_other_sessions(user_id: int, keep: str | None) -> int:
+    """Delete every session of the user but `keep` (all of them when None), in one statement."""
+    condition = Session.c.user_id == user_id
+    if keep is not None:
+        condition &= Session.c.id != keep
+    return db.session.execute(delete(Session).where(condition)).rowcount
+
+
+def end_session(session_id: str) -> bool:
+    """Delete one session by id (log out, or an expired one met on the way)."""
+    return db.session.execute(delete(Session).where(Session.c.id == session_id)).rowcount == 1
+
+
+def purge_expired() -> int:
+    """Delete every expired session; returns how many."""
+    return db.session.execute(delete(Session).where(Session.c.expires_at <= utcnow())).rowcount

@@ -1,0 +1,28 @@
+"""Login rate limiting (Flask-Limiter), per client address and per username."""
+
+from flask import Flask, current_app, request
+from flask_limiter import Limiter
+from flask_limiter.util import get_remote_address
+
+TOO_MANY = "Too many login attempts, try again later."
+
+
+def login_limit() -> str:
+    return current_app.config["LOGIN_RATE_LIMIT"]
+
+
+def login_username() -> str:
+    """The username a login attempt names (a body that is not a JSON object counts as "")."""
+    body = request.get_json(silent=True) if request.is_json else None
+    username = body.get("username") if isinstance(body, dict) else None
+    return "username:" + (username if isinstance(username, str) else "")
+
+
+def init_rate_limits(app: Flask, endpoint: str) -> Limiter:
+    """Give this app its own limiter (no state shared between apps) and limit `endpoint`."""
+    limiter = Limiter(key_func=get_remote_address, app=app)
+    view = app.view_functions[endpoint]
+    view = limiter.limit(login_limit, key_func=login_username, scope="login-username", error_message=TOO_MANY)(view)
+    view = limiter.limit(login_limit, key_func=get_remote_address, scope="login-address", error_message=TOO_MANY)(view)
+    app.view_functions[endpoint] = view
+    return limiter

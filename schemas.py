@@ -1,0 +1,125 @@
+"""Marshmallow schemas for every body the API reads or writes, and the body loader."""
+
+from flask import request
+from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate, validates_schema
+from werkzeug.exceptions import BadRequest, UnsupportedMediaType
+
+
+def format_timestamp(value) -> str:
+    """UTC ISO 8601 with milliseconds and Z: 2024-03-15T10:30:00.000Z."""
+    return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
+
+
+class Timestamp(fields.Field):
+    def _serialize(self, value, attr, obj, **kwargs):
+        return None if value is None else format_timestamp(value)
+
+
+class StrictBoolean(fields.Boolean):
+    """JSON true or false only: not "true", not 1."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if not isinstance(value, bool):
+            raise self.make_error("invalid")
+        return value
+
+
+def _encodable(text: str) -> None:
+    """Lone surrogates (legal in JSON, not in UTF-8) can be neither hashed nor stored."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValidationError("Not valid Unicode text.") from None
+
+
+class RequestSchema(Schema):
+    class Meta:
+        unknown = EXCLUDE  # Zipline ignores fields it does not know; so do we.
+
+
+class SessionSchema(Schema):
+    id = fields.String()
+    createdAt = Timestamp(attribute="created_at")
+    ua = fields.String()
+    client = fields.String()
+    device = fields.String()
+
+
+class SessionListSchema(Schema):
+    current = fields.Nested(SessionSchema, allow_none=True)
+    other = fields.List(fields.Nested(SessionSchema))
+
+
+class RevokeSchema(RequestSchema):
+    """DELETE /api/user/sessions: exactly one of sessionId or all: true."""
+
+    sessionId = fields.String(validate=[validate.Length(min=1, max=255), _encodable])
+    all = StrictBoolean()
+
+    @validates_schema
+    def exactly_one(self, data, **kwargs):
+        wants_all = data.get("all") is True
+        if wants_all and "sessionId" in data:
+            raise ValidationError("Provide either sessionId or all: true, not both.")
+        if not wants_all and "sessionId" not in data:
+            raise ValidationError("Provide either sessionId or all: true.")
+
+
+class LoginSchema(RequestSchema):
+    username = fields.String(required=True, validate=[validate.Length(min=1, max=255), _encodable])
+    password = fields.String(required=True, validate=[validate.Length(min=1, max=1024), _encodable])
+
+
+class UserSchema(Schema):
+    id = fields.Integer()
+    username = fields.String()
+
+
+class LoginResponseSchema(Schema):
+    user = fields.Nested(UserSchema)
+
+
+class LogoutResponseSchema(Schema):
+    loggedOut = fields.Boolean()
+
+
+class ErrorSchema(Schema):
+    statusCode = fields.Integer()
+    error = fields.String()
+    message = fields.String()
+
+
+session_list_schema = SessionListSchema()
+revoke_schema = RevokeSchema()
+login_schema = LoginSchema()
+login_response_schema = LoginResponseSchema()
+logout_response_schema = LogoutResponseSchema()
+error_schema = ErrorSchema()
+
+
+def load_body(schema: Schema) -> dict:
+    """The request's JSON object, validated by `schema`; 415 or 400 otherwise."""
+    if not request.is_json:
+        raise UnsupportedMediaType("Content-Type must be application/json.")
+    try:
+        data = request.get_json()
+    except BadRequest:
+        raise BadRequest("Request body is not valid JSON.") from None
+    if not isinstance(data, dict):
+        raise BadRequest("Request body must be a JSON object.")
+    try:
+        return schema.load(data)
+    except ValidationError as error:
+        raise BadRequest(describe_errors(error.messages)) from None
+
+
+def describe_errors(messages, path: str = "") -> str:
+    """Flatten marshmallow's error dict into one readable sentence."""
+    if isinstance(messages, dict):
+        parts = []
+        for key, value in messages.items():
+            where = path if key == "_schema" else f"{path}.{key}" if path else str(key)
+            parts.append(describe_errors(value, where))
+        return " ".join(parts)
+    text = " ".join(str(m) for m in messages) if isinstance(messages, list) else str(messages)
+    return f"{path}: {text}" if path else text

@@ -1,0 +1,217 @@
+"""Load users, API tokens and sessions from a seed file, all of it or none of it.
+
+Format (DESIGN.md): {"users": [{"username", "password"?, "token"?,
+"sessions": [{"id"?, "token"?, "ua"?, "createdAt"?, "expiresAt"?}]}]}
+"""
+
+import json
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import insert, select
+
+import credentials
+from database import db, write_transaction
+from models import LoginSession, Session, User, utcnow
+from useragent import clean_ua, describe
+
+USER_KEYS = {"username", "password", "token", "sessions"}
+SESSION_KEYS = {"id", "token", "ua", "createdAt", "expiresAt"}
+CHUNK = 20_000  # rows per INSERT batch, and hashes per existence check
+
+
+class SeedError(ValueError):
+    """The file is refused; the message names the entry at fault."""
+
+
+@dataclass
+class SeedSession:
+    where: str
+    id: str
+    token_hash: str
+    ua: str
+    created_at: datetime
+    expires_at: datetime
+
+
+@dataclass
+class SeedUser:
+    where: str
+    username: str
+    password: str | None
+    token_hash: str | None
+    sessions: list[SeedSession] = field(default_factory=list)
+
+
+def read_seed_file(path: str) -> object:
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return json.load(handle)
+    except OSError as error:
+        raise SeedError(f"{path}: cannot be read ({error.strerror})") from None
+    except (ValueError, UnicodeDecodeError) as error:
+        raise SeedError(f"{path}: not valid JSON ({error})") from None
+
+
+def parse_seed(document: object, ttl_seconds: int, now: datetime) -> list[SeedUser]:
+    """Check the whole document; every problem names its entry, e.g. users[2].sessions[0].id."""
+    if not isinstance(document, dict) or not isinstance(document.get("users"), list):
+        raise SeedError('the file must be a JSON object with a "users" array')
+    _no_unknown_keys(document, {"users"}, "the file")
+    seen_names: dict[str, str] = {}
+    seen_ids: dict[str, str] = {}
+    seen_tokens: dict[str, str] = {}
+    users = []
+    for index, entry in enumerate(document["users"]):
+        where = f"users[{index}]"
+        user = _parse_user(entry, where, ttl_seconds, now)
+        _once(seen_names, user.username, f"{where}.username", "username")
+        if user.token_hash is not None:
+            _once(seen_tokens, user.token_hash, f"{where}.token", "token")
+        for session in user.sessions:
+            _once(seen_ids, session.id, f"{session.where}.id", "session id")
+            _once(seen_tokens, session.token_hash, f"{session.where}.token", "token")
+        users.append(user)
+    return users
+
+
+def store_seed(users: list[SeedUser]) -> tuple[int, int]:
+    """Insert everything in one transaction after checking nothing clashes with the database."""
+    with write_transaction():
+        _refuse_existing(users)
+        user_rows = [
+            {
+                "username": user.username,
+                "password_hash": credentials.hash_password(user.password) if user.password else None,
+                "api_token_hash": user.token_hash,
+                "created_at": utcnow(),
+            }
+            for user in users
+        ]
+        ids = {}
+        for start in range(0, len(user_rows), CHUNK):
+            statement = insert(User).returning(User.id, User.username, sort_by_parameter_order=True)
+            for row in db.session.execute(statement, user_rows[start : start + CHUNK]):
+                ids[row.username] = row.id
+        batch, count = [], 0
+        for user in users:
+            for session in user.sessions:
+                client, device = describe(session.ua)
+                batch.append({
+                    "id": session.id, "token_hash": session.token_hash,
+                    "user_id": ids[user.username], "created_at": session.created_at,
+                    "expires_at": session.expires_at, "ua": session.ua,
+                    "client": client, "device": device,
+                })
+                if len(batch) == CHUNK:
+                    count += _insert_sessions(batch)
+        count += _insert_sessions(batch)
+    return len(users), count
+
+
+def _insert_sessions(batch: list) -> int:
+    if batch:
+        db.session.execute(insert(Session), batch)
+    inserted = len(batch)
+    batch.clear()
+    return inserted
+
+
+def _parse_user(entry, where, ttl_seconds, now) -> SeedUser:
+    if not isinstance(entry, dict):
+        raise SeedError(f"{where}: must be an object")
+    _no_unknown_keys(entry, USER_KEYS, where)
+    user = SeedUser(
+        where=where,
+        username=_text(entry, "username", where, required=True, max_length=255),
+        password=_text(entry, "password", where, max_length=1024),
+        token_hash=_token_hash(entry, where),
+    )
+    sessions = entry.get("sessions", [])
+    if not isinstance(sessions, list):
+        raise SeedError(f"{where}.sessions: must be an array")
+    for index, item in enumerate(sessions):
+        user.sessions.append(_parse_session(item, f"{where}.sessions[{index}]", ttl_seconds, now))
+    return user
+
+
+def _parse_session(entry, where, ttl_seconds, now) -> SeedSession:
+    if not isinstance(entry, dict):
+        raise SeedError(f"{where}: must be an object")
+    _no_unknown_keys(entry, SESSION_KEYS, where)
+    created_at = _date(entry, "createdAt", where) or now
+    return SeedSession(
+        where=where,
+        id=_text(entry, "id", where, max_length=64) or credentials.new_session_id(),
+        token_hash=_token_hash(entry, where) or credentials.hash_token(credentials.new_token()),
+        ua=clean_ua(_text(entry, "ua", where, allow_empty=True)),
+        created_at=created_at,
+        expires_at=_date(entry, "expiresAt", where) or now + timedelta(seconds=ttl_seconds),
+    )
+
+
+def _text(entry, key, where, required=False, max_length=None, allow_empty=False) -> str | None:
+    value = entry.get(key)
+    if value is None:
+        if required:
+            raise SeedError(f"{where}.{key}: is required")
+        return None
+    if not isinstance(value, str) or (not value and not allow_empty):
+        raise SeedError(f"{where}.{key}: must be a non-empty string")
+    if max_length is not None and len(value) > max_length:
+        raise SeedError(f"{where}.{key}: longer than {max_length} characters")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise SeedError(f"{where}.{key}: is not valid Unicode text") from None
+    return value
+
+
+def _token_hash(entry, where) -> str | None:
+    """Any non-empty string is a fixture's token; only its hash is kept."""
+    token = _text(entry, "token", where, max_length=1024)
+    return credentials.hash_token(token) if token else None
+
+
+def _date(entry, key, where) -> datetime | None:
+    """An ISO 8601 date; one with no offset is taken as UTC. Stored naive UTC, to the ms."""
+    value = entry.get(key)
+    if value is None:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value) if isinstance(value, str) else None
+    except ValueError:
+        parsed = None
+    if parsed is None:
+        raise SeedError(f"{where}.{key}: {value!r} is not an ISO 8601 date")
+    if parsed.tzinfo is not None:
+        parsed = parsed.astimezone(UTC).replace(tzinfo=None)
+    return parsed.replace(microsecond=parsed.microsecond // 1000 * 1000)
+
+
+def _no_unknown_keys(entry: dict, allowed: set, where: str) -> None:
+    unknown = sorted(set(entry) - allowed)
+    if unknown:
+        raise SeedError(f"{where}: unknown field {unknown[0]!r} (allowed: {', '.join(sorted(allowed))})")
+
+
+def _once(seen: dict, value: str, where: str, what: str) -> None:
+    if value in seen:
+        raise SeedError(f"{where}: {what} repeats {seen[value]}")
+    seen[value] = where
+
+
+def _refuse_existing(users: list[SeedUser]) -> None:
+    """Refuse a username, session id or token the database already holds."""
+    checks = [
+        (User.username, {u.username: f"{u.where}.username" for u in users}, "username"),
+        (User.api_token_hash, {u.token_hash: f"{u.where}.token" for u in users if u.token_hash}, "token"),
+        (LoginSession.id, {s.id: f"{s.where}.id" for u in users for s in u.sessions}, "session id"),
+        (LoginSession.token_hash, {s.token_hash: f"{s.where}.token" for u in users for s in u.sessions}, "token"),
+    ]
+    for column, wanted, what in checks:
+        keys = list(wanted)
+        for start in range(0, len(keys), CHUNK):
+            found = db.session.execute(select(column).where(column.in_(keys[start : start + CHUNK]))).first()
+            if found is not None:
+                raise SeedError(f"{wanted[found[0]]}: {what} already exists in the database")

@@ -1,0 +1,48 @@
+"""What a caller may do with sessions: list, revoke, log in, log out."""
+
+from flask import current_app
+from werkzeug.exceptions import BadRequest, Unauthorized
+
+import credentials
+import models
+from auth import INVALID_SESSION, Caller
+from database import write_transaction
+
+
+def session_list(caller: Caller) -> dict:
+    """{current, other} for the caller, as the contract shows it."""
+    rows = models.list_sessions(caller.user_id)
+    current = next((row for row in rows if row.id == caller.session_id), None)
+    return {"current": current, "other": [row for row in rows if row.id != caller.session_id]}
+
+
+def revoke(caller: Caller, body: dict) -> None:
+    """Revoke body["sessionId"], or every session but the caller's when body["all"]."""
+    target = body.get("sessionId") if body.get("all") is not True else None
+    if target is not None and target == caller.session_id:
+        raise BadRequest("Cannot delete current session, use log out instead.")
+    with write_transaction():
+        if not models.lock_user(caller.user_id, keep=caller.session_id):
+            # Revoked by a concurrent request: a revoked session revokes nothing.
+            raise Unauthorized(INVALID_SESSION)
+        if target is None:
+            models.revoke_other_sessions(caller.user_id, keep=caller.session_id)
+        elif not models.revoke_session(caller.user_id, target):
+            raise BadRequest("Session not found in logged in sessions")
+
+
+def log_in(username: str, password: str, user_agent: str | None) -> tuple[models.User, str]:
+    """Check the credentials and open a session; returns the user and the session token."""
+    user = models.find_user_by_name(username)
+    if not credentials.password_matches(user.password_hash if user else None, password):
+        # One answer for an unknown user and a wrong password.
+        raise Unauthorized("Invalid username or password")
+    with write_transaction():
+        _, token = models.open_session(user.id, user_agent, current_app.config["TTL_SECONDS"])
+    return user, token
+
+
+def log_out(session) -> None:
+    """End the session the cookie names."""
+    with write_transaction():
+        models.end_session(session.id)

@@ -1,0 +1,55 @@
+"""Configuration: defaults, SESSIONS_* environment variables, and their checks."""
+
+import os
+
+from flask import Flask
+
+
+class ConfigError(Exception):
+    """A setting is wrong; the service refuses to start and says which."""
+
+
+# Keys as they stand after the SESSIONS_ prefix; each one is in the README's table.
+DEFAULTS = {
+    "DATABASE_URL": None,  # None: sqlite file instance/sessions.db
+    "COOKIE_NAME": "zipline_token",
+    "COOKIE_SECURE": False,
+    "TTL_SECONDS": 7 * 24 * 3600,
+    "LOGIN_RATE_LIMIT": "10 per minute",
+    "RATELIMIT_STORAGE_URL": "memory://",
+    "MAX_BODY_BYTES": 16 * 1024,
+}
+
+
+def load_settings(app: Flask, overrides: dict | None) -> None:
+    """Fill app.config from DEFAULTS, then the environment, then `overrides` (tests)."""
+    app.config.from_mapping(DEFAULTS)
+    app.config.from_prefixed_env("SESSIONS")
+    if overrides:
+        app.config.update(overrides)
+    config = app.config
+    _check(config)
+    if not config["DATABASE_URL"]:
+        os.makedirs(app.instance_path, exist_ok=True)
+        config["DATABASE_URL"] = "sqlite:///" + os.path.join(app.instance_path, "sessions.db")
+    config["SQLALCHEMY_DATABASE_URI"] = config["DATABASE_URL"]
+    config["MAX_CONTENT_LENGTH"] = config["MAX_BODY_BYTES"]
+    config["RATELIMIT_ENABLED"] = str(config["LOGIN_RATE_LIMIT"]).strip().lower() != "off"
+    config["RATELIMIT_STORAGE_URI"] = config["RATELIMIT_STORAGE_URL"]
+    config["RATELIMIT_HEADERS_ENABLED"] = True
+
+
+def _check(config) -> None:
+    """Refuse to start on a setting that makes no sense, naming it."""
+    for key in ("TTL_SECONDS", "MAX_BODY_BYTES"):
+        value = config[key]
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            raise ConfigError(f"SESSIONS_{key} must be a positive whole number, not {value!r}")
+    if not isinstance(config["COOKIE_SECURE"], bool):
+        raise ConfigError(f"SESSIONS_COOKIE_SECURE must be true or false, not {config['COOKIE_SECURE']!r}")
+    name = config["COOKIE_NAME"]
+    if not isinstance(name, str) or not name or any(c in name for c in ' ;,="\t\r\n'):
+        raise ConfigError(f"SESSIONS_COOKIE_NAME is not a valid cookie name: {name!r}")
+    for key in ("LOGIN_RATE_LIMIT", "RATELIMIT_STORAGE_URL"):
+        if not isinstance(config[key], str) or not config[key].strip():
+            raise ConfigError(f"SESSIONS_{key} must be a non-empty string")
