@@ -4,6 +4,7 @@ import json
 
 import click
 from flask import Flask, current_app
+from flask.cli import with_appcontext
 
 import models
 import seed
@@ -19,6 +20,7 @@ def register(app: Flask) -> None:
 
 
 @click.command("seed")
+@with_appcontext
 @click.argument("path", type=click.Path(dir_okay=False))
 def seed_command(path):
     """Load users, tokens and sessions from a JSON seed file (all or nothing)."""
@@ -31,6 +33,7 @@ def seed_command(path):
 
 
 @click.command("create-user")
+@with_appcontext
 @click.argument("username")
 @click.option("--password", is_flag=False, flag_value="", default=None, prompt=True,
               prompt_required=False, hide_input=True, confirmation_prompt=True,
@@ -46,6 +49,7 @@ def create_user(username, password):
 
 
 @click.command("list-sessions")
+@with_appcontext
 @click.argument("username")
 @click.option("--json", "as_json", is_flag=True, help="Print the sessions as a JSON array.")
 def list_sessions(username, as_json):
@@ -59,6 +63,7 @@ def list_sessions(username, as_json):
 
 
 @click.command("revoke")
+@with_appcontext
 @click.argument("username")
 @click.argument("session_id", required=False)
 @click.option("--all", "revoke_all", is_flag=True, help="Revoke every session of the user.")
@@ -78,6 +83,7 @@ def revoke(username, session_id, revoke_all):
 
 
 @click.command("purge-expired")
+@with_appcontext
 def purge_expired():
     """Delete every expired session."""
     with write_transaction():

@@ -1,0 +1,120 @@
+"""POST /api/auth/login and GET/POST /api/auth/logout."""
+
+import pytest
+from conftest import IPHONE_SAFARI, cookie
+from test_errors import assert_error
+
+from app import create_app
+
+LOGIN = "/api/auth/login"
+LOGOUT = "/api/auth/logout"
+SESSIONS = "/api/user/sessions"
+IPAD = ("Mozilla/5.0 (iPad; CPU OS 17_0 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) "
+        "Version/17.0 Mobile/15E148 Safari/604.1")
+
+
+def log_in(client, user_agent=IPHONE_SAFARI, username="alice", password="wonderland"):
+    return client.post(LOGIN, json={"username": username, "password": password},
+                       headers={"User-Agent": user_agent})
+
+
+def session_cookie(response) -> str:
+    header = response.headers["Set-Cookie"]
+    return header.split(";", 1)[0].split("=", 1)[1]
+
+
+def test_login_answers_the_user_and_sets_a_secure_cookie(client):
+    response = log_in(client)
+    assert response.status_code == 200
+    assert response.json == {"user": {"id": 1, "username": "alice"}}
+    flags = [part.strip() for part in response.headers["Set-Cookie"].split(";")]
+    assert flags[0].startswith("zipline_token=")
+    assert "HttpOnly" in flags and "SameSite=Lax" in flags and "Path=/" in flags
+    assert "Max-Age=604800" in flags
+    assert "Secure" not in flags
+    token = session_cookie(response)
+    assert len(token) >= 43  # 256 random bits, url-safe base64
+    assert token not in response.get_data(as_text=True)
+
+
+def test_login_records_the_user_agent_as_client_and_device(client):
+    token = session_cookie(log_in(client, user_agent=IPAD))
+    current = client.get(SESSIONS, headers=cookie(token)).json["current"]
+    assert current["ua"] == IPAD
+    assert (current["client"], current["device"]) == ("Mobile Safari", "Tablet")
+    assert current["id"].startswith("sess_")
+    assert current["createdAt"].endswith("Z") and len(current["createdAt"]) == 24
+
+
+@pytest.mark.parametrize(("user_agent", "client_name", "device"),
+                         [("", "Unknown", "Unknown"), ("x" * 5000, "Unknown", "Unknown")])
+def test_odd_user_agents_log_in_fine_and_are_bounded(client, user_agent, client_name, device):
+    token = session_cookie(log_in(client, user_agent=user_agent))
+    current = client.get(SESSIONS, headers=cookie(token)).json["current"]
+    assert (current["client"], current["device"]) == (client_name, device)
+    assert current["ua"] == user_agent[:1024]
+
+
+def test_secure_cookie_when_configured(tmp_path):
+    app = create_app({"DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite'}", "COOKIE_SECURE": True,
+                      "LOGIN_RATE_LIMIT": "off", "COOKIE_NAME": "sid", "TTL_SECONDS": 60})
+    runner = app.test_cli_runner()
+    assert runner.invoke(args=["create-user", "dave", "--password"], input="pw\npw\n").exit_code == 0
+    response = log_in(app.test_client(use_cookies=False), username="dave", password="pw")
+    flags = [part.strip() for part in response.headers["Set-Cookie"].split(";")]
+    assert flags[0].startswith("sid=") and "Secure" in flags and "Max-Age=60" in flags
+
+
+@pytest.mark.parametrize(("username", "password"),
+                         [("alice", "wrong"), ("nobody", "wonderland"), ("bob", "anything"), ("ALICE", "wonderland")])
+def test_bad_credentials_get_one_answer(client, username, password):
+    response = log_in(client, username=username, password=password)
+    assert_error(response, 401, "Unauthorized", "Invalid username or password")
+    assert "Set-Cookie" not in response.headers
+    assert len(client.get(SESSIONS, headers={"Authorization": "tok-alice"}).json["other"]) == 2
+
+
+@pytest.mark.parametrize(
+    "body",
+    [{}, {"username": "alice"}, {"password": "wonderland"}, {"username": 1, "password": "x"},
+     {"username": "alice", "password": None}, {"username": "", "password": "x"}, ["alice"]],
+)
+def test_bad_login_bodies_are_400(client, body):
+    assert_error(client.post(LOGIN, json=body), 400, "Bad Request")
+
+
+def test_login_needs_json(client):
+    assert_error(client.post(LOGIN, data="username=alice&password=wonderland",
+                             content_type="application/x-www-form-urlencoded"), 415, "Unsupported Media Type")
+
+
+@pytest.mark.parametrize("method", ["get", "post"])
+def test_logout_ends_the_session_and_clears_the_cookie(client, method):
+    token = session_cookie(log_in(client))
+    response = getattr(client, method)(LOGOUT, headers=cookie(token))
+    assert response.status_code == 200
+    assert response.json == {"loggedOut": True}
+    flags = [part.strip() for part in response.headers["Set-Cookie"].split(";")]
+    assert flags[0] == "zipline_token=" and "Max-Age=0" in flags
+    assert client.get(SESSIONS, headers=cookie(token)).status_code == 401
+    assert getattr(client, method)(LOGOUT, headers=cookie(token)).status_code == 401
+
+
+@pytest.mark.parametrize("headers", [{}, cookie("nope"), cookie("cookie-old"), {"Authorization": "tok-alice"}])
+def test_logout_needs_a_live_session_cookie(client, headers):
+    assert_error(client.post(LOGOUT, headers=headers), 401, "Unauthorized", "Invalid login session")
+
+
+def test_login_is_rate_limited_per_address_and_per_username(tmp_path):
+    app = create_app({"DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite'}", "LOGIN_RATE_LIMIT": "3 per minute"})
+    client = app.test_client(use_cookies=False)
+    for _ in range(3):
+        assert log_in(client, username="nobody", password="x").status_code == 401
+    limited = log_in(client, username="nobody", password="x")
+    assert_error(limited, 429, "Too Many Requests", "Too many login attempts, try again later.")
+    assert int(limited.headers["Retry-After"]) > 0
+    # Another address may still try other users, but not this username.
+    other = {"REMOTE_ADDR": "10.0.0.2"}
+    assert client.post(LOGIN, json={"username": "eve", "password": "x"}, environ_base=other).status_code == 401
+    assert client.post(LOGIN, json={"username": "nobody", "password": "x"},
+                       environ_base=other).status_code == 429
