@@ -3,6 +3,7 @@
 import os
 
 from flask import Flask
+from limits import parse_many
 
 
 class ConfigError(Exception):
@@ -50,6 +51,17 @@ def _check(config) -> None:
     name = config["COOKIE_NAME"]
     if not isinstance(name, str) or not name or any(c in name for c in ' ;,="\t\r\n'):
         raise ConfigError(f"SESSIONS_COOKIE_NAME is not a valid cookie name: {name!r}")
-    for key in ("LOGIN_RATE_LIMIT", "RATELIMIT_STORAGE_URL"):
-        if not isinstance(config[key], str) or not config[key].strip():
-            raise ConfigError(f"SESSIONS_{key} must be a non-empty string")
+    limit = config["LOGIN_RATE_LIMIT"]
+    if not isinstance(limit, str) or not _valid_limit(limit):
+        raise ConfigError(f"SESSIONS_LOGIN_RATE_LIMIT is not a rate limit such as '10 per minute' or 'off': {limit!r}")
+    if not isinstance(config["RATELIMIT_STORAGE_URL"], str) or "://" not in config["RATELIMIT_STORAGE_URL"]:
+        raise ConfigError("SESSIONS_RATELIMIT_STORAGE_URL must be a storage URL such as memory:// or redis://host")
+
+
+def _valid_limit(text: str) -> bool:
+    if text.strip().lower() == "off":
+        return True
+    try:
+        return bool(parse_many(text))
+    except ValueError:
+        return False

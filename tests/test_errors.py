@@ -2,6 +2,7 @@
 
 import json
 import sqlite3
+from contextlib import closing
 
 import pytest
 from conftest import cookie
@@ -106,7 +107,7 @@ def test_wrong_methods_are_405_with_allow(client, method, path):
 def test_an_unexpected_exception_is_a_json_500_without_a_trace(app, client):
     # A real fault: the sessions table vanishes under the running app.
     path = app.config["DATABASE_URL"].removeprefix("sqlite:///")
-    with sqlite3.connect(path) as connection:
+    with closing(sqlite3.connect(path)) as connection:
         connection.execute("DROP TABLE sessions")
     app.logger.disabled = True
     response = client.get(URL, headers=ALICE)
