@@ -29,8 +29,9 @@ def configure_engine(engine: Engine) -> None:
         # write transaction can take the write lock up front (BEGIN IMMEDIATE).
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
+        # busy_timeout first: switching a new file to WAL waits on other starting workers.
         cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA foreign_keys=ON")
         # An answered revocation must survive a power cut, not just a crash.
         cursor.execute("PRAGMA synchronous=FULL")

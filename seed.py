@@ -8,7 +8,7 @@ import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import insert, select
+from sqlalchemy import func, insert, select
 
 import credentials
 from database import db, write_transaction
@@ -62,9 +62,10 @@ def parse_seed(document: object, ttl_seconds: int, now: datetime) -> list[SeedUs
     seen_ids: dict[str, str] = {}
     seen_tokens: dict[str, str] = {}
     users = []
+    default_expiry = now + timedelta(seconds=ttl_seconds)
     for index, entry in enumerate(document["users"]):
         where = f"users[{index}]"
-        user = _parse_user(entry, where, ttl_seconds, now)
+        user = _parse_user(entry, where, now, default_expiry)
         _once(seen_names, user.username, f"{where}.username", "username")
         if user.token_hash is not None:
             _once(seen_tokens, user.token_hash, f"{where}.token", "token")
@@ -111,13 +112,14 @@ def store_seed(users: list[SeedUser]) -> tuple[int, int]:
 
 def _insert_sessions(batch: list) -> int:
     if batch:
-        db.session.execute(insert(Session), batch)
+        # Core on the session's connection: the ORM layer adds nothing for plain rows.
+        db.session.connection().execute(insert(Session), batch)
     inserted = len(batch)
     batch.clear()
     return inserted
 
 
-def _parse_user(entry, where, ttl_seconds, now) -> SeedUser:
+def _parse_user(entry, where, now, default_expiry) -> SeedUser:
     if not isinstance(entry, dict):
         raise SeedError(f"{where}: must be an object")
     _no_unknown_keys(entry, USER_KEYS, where)
@@ -131,11 +133,11 @@ def _parse_user(entry, where, ttl_seconds, now) -> SeedUser:
     if not isinstance(sessions, list):
         raise SeedError(f"{where}.sessions: must be an array")
     for index, item in enumerate(sessions):
-        user.sessions.append(_parse_session(item, f"{where}.sessions[{index}]", ttl_seconds, now))
+        user.sessions.append(_parse_session(item, f"{where}.sessions[{index}]", now, default_expiry))
     return user
 
 
-def _parse_session(entry, where, ttl_seconds, now) -> SeedSession:
+def _parse_session(entry, where, now, default_expiry) -> SeedSession:
     if not isinstance(entry, dict):
         raise SeedError(f"{where}: must be an object")
     _no_unknown_keys(entry, SESSION_KEYS, where)
@@ -146,7 +148,7 @@ def _parse_session(entry, where, ttl_seconds, now) -> SeedSession:
         token_hash=_token_hash(entry, where) or credentials.hash_token(credentials.new_token()),
         ua=clean_ua(_text(entry, "ua", where, allow_empty=True)),
         created_at=created_at,
-        expires_at=_date(entry, "expiresAt", where) or now + timedelta(seconds=ttl_seconds),
+        expires_at=_date(entry, "expiresAt", where) or default_expiry,
     )
 
 
@@ -186,11 +188,15 @@ def _date(entry, key, where) -> datetime | None:
         raise SeedError(f"{where}.{key}: {value!r} is not an ISO 8601 date")
     if parsed.tzinfo is not None:
         parsed = parsed.astimezone(UTC).replace(tzinfo=None)
-    return parsed.replace(microsecond=parsed.microsecond // 1000 * 1000)
+    if parsed.microsecond % 1000:
+        parsed = parsed.replace(microsecond=parsed.microsecond // 1000 * 1000)
+    return parsed
 
 
 def _no_unknown_keys(entry: dict, allowed: set, where: str) -> None:
-    unknown = sorted(set(entry) - allowed)
+    if entry.keys() <= allowed:
+        return
+    unknown = sorted(entry.keys() - allowed)
     if unknown:
         raise SeedError(f"{where}: unknown field {unknown[0]!r} (allowed: {', '.join(sorted(allowed))})")
 
@@ -210,8 +216,18 @@ def _refuse_existing(users: list[SeedUser]) -> None:
         (LoginSession.token_hash, {s.token_hash: f"{s.where}.token" for u in users for s in u.sessions}, "token"),
     ]
     for column, wanted, what in checks:
-        keys = list(wanted)
-        for start in range(0, len(keys), CHUNK):
-            found = db.session.execute(select(column).where(column.in_(keys[start : start + CHUNK]))).first()
-            if found is not None:
-                raise SeedError(f"{wanted[found[0]]}: {what} already exists in the database")
+        for value in _existing(column, list(wanted)):
+            raise SeedError(f"{wanted[value]}: {what} already exists in the database")
+
+
+def _existing(column, values: list) -> list:
+    """Which of `values` the column holds: read the column when it is the smaller side."""
+    connection = db.session.connection()
+    stored = connection.execute(select(func.count()).select_from(column.table)).scalar_one()
+    if stored <= len(values):
+        held = set(connection.execute(select(column)).scalars())
+        return [value for value in values if value in held]
+    found = []
+    for start in range(0, len(values), CHUNK):
+        found += connection.execute(select(column).where(column.in_(values[start : start + CHUNK]))).scalars()
+    return found

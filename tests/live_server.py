@@ -1,0 +1,82 @@
+"""Start the real service (the CLI to seed, gunicorn to serve) on a free loopback port."""
+
+import http.client
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+class LiveServer:
+    def __init__(self, workdir: Path, seed: dict, workers: int = 3, env: dict | None = None):
+        self.port = free_port()
+        self.database = workdir / "sessions.db"
+        self.env = {
+            **os.environ,
+            "SESSIONS_DATABASE_URL": f"sqlite:///{self.database}",
+            "SESSIONS_LOGIN_RATE_LIMIT": "off",
+            **(env or {}),
+        }
+        self.log = workdir / "server.log"
+        self.workers = workers
+        seed_file = workdir / "seed.json"
+        seed_file.write_text(json.dumps(seed))
+        self.flask("seed", str(seed_file))
+        self.process = None
+
+    def flask(self, *args: str) -> str:
+        result = subprocess.run([sys.executable, "-m", "flask", "--app", "app", *args], check=False, cwd=ROOT,
+                                env=self.env, capture_output=True, text=True, timeout=120)
+        assert result.returncode == 0, result.stderr + result.stdout
+        return result.stdout
+
+    def start(self) -> "LiveServer":
+        command = [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py",
+                   "-b", f"127.0.0.1:{self.port}", "-w", str(self.workers), "app:create_app()"]
+        with open(self.log, "ab") as log:
+            self.process = subprocess.Popen(command, cwd=ROOT, env=self.env, stdout=log, stderr=log)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            assert self.process.poll() is None, self.log.read_text()
+            try:
+                if self.request("GET", "/api/user/sessions")[0] == 401:
+                    return self
+            except OSError:
+                time.sleep(0.1)
+        raise AssertionError("server did not start:\n" + self.log.read_text())
+
+    def stop(self, sig=signal.SIGTERM) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(sig)
+            self.process.wait(timeout=30)
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def request(self, method: str, path: str, headers: dict | None = None, body=None):
+        """One request on a fresh connection: (status, headers, parsed JSON body)."""
+        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+        try:
+            payload = None if body is None else json.dumps(body)
+            all_headers = dict(headers or {})
+            if payload is not None:
+                all_headers["Content-Type"] = "application/json"
+            connection.request(method, path, body=payload, headers=all_headers)
+            response = connection.getresponse()
+            raw = response.read()
+            return response.status, response.headers, json.loads(raw) if raw else None
+        finally:
+            connection.close()

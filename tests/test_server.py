@@ -1,0 +1,142 @@
+"""The real thing: seeded through the CLI, served by gunicorn, driven over HTTP."""
+
+import json
+import subprocess
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from conftest import IPHONE_SAFARI, SEED, WINDOWS_CHROME
+from live_server import LiveServer
+
+SESSIONS = "/api/user/sessions"
+
+
+@pytest.fixture
+def server(tmp_path):
+    live = LiveServer(tmp_path, SEED).start()
+    yield live
+    live.stop()
+
+
+def curl(command: str) -> tuple[int, dict]:
+    """Run a curl command line as written (plus -s and the status code on the last line)."""
+    result = subprocess.run(["bash", "-c", command + " -s -w '\\n%{http_code}'"], capture_output=True,
+                            text=True, timeout=30, check=True)
+    body, status = result.stdout.rsplit("\n", 1)
+    return int(status), json.loads(body)
+
+
+def test_the_contracts_three_curl_commands(server):
+    # The contract's commands, verbatim but for the host and the secrets.
+    status, body = curl(f"""curl -X GET {server.base_url}/api/user/sessions \\
+  -H "Authorization: tok-alice" \\
+  -H "Cookie: zipline_token=cookie-abc\"""")
+    assert status == 200
+    assert body == {
+        "current": {"id": "sess_abc123", "createdAt": "2024-03-15T10:30:00.000Z", "ua": WINDOWS_CHROME,
+                    "client": "Chrome", "device": "Desktop"},
+        "other": [{"id": "sess_def456", "createdAt": "2024-03-14T08:15:00.000Z", "ua": IPHONE_SAFARI,
+                   "client": "Mobile Safari", "device": "Mobile"}],
+    }
+
+    status, body = curl(f"""curl -X DELETE {server.base_url}/api/user/sessions \\
+  -H "Authorization: tok-alice" \\
+  -H "Content-Type: application/json" \\
+  -d '{{
+    "sessionId": "sess_def456"
+  }}'""")
+    assert status == 200
+    assert [session["id"] for session in body["other"]] == ["sess_abc123"]
+    assert server.request("GET", SESSIONS, {"Cookie": "zipline_token=cookie-def"})[0] == 401
+
+    status, body = curl(f"""curl -X DELETE {server.base_url}/api/user/sessions \\
+  -H "Authorization: tok-alice" \\
+  -H "Content-Type: application/json" \\
+  -d '{{
+    "all": true
+  }}'""")
+    assert status == 200
+    assert body == {"current": None, "other": []}
+    assert server.request("GET", SESSIONS, {"Cookie": "zipline_token=cookie-abc"})[0] == 401
+    assert server.request("GET", SESSIONS, {"Cookie": "zipline_token=cookie-bob"})[0] == 200
+
+
+def test_log_in_list_and_log_out_over_http(server):
+    status, headers, body = server.request("POST", "/api/auth/login", {"User-Agent": IPHONE_SAFARI},
+                                           {"username": "alice", "password": "wonderland"})
+    assert status == 200 and body == {"user": {"id": 1, "username": "alice"}}
+    cookie = headers["Set-Cookie"].split(";")[0]
+    status, _, body = server.request("GET", SESSIONS, {"Cookie": cookie})
+    assert status == 200 and body["current"]["device"] == "Mobile"
+    assert server.request("POST", "/api/auth/logout", {"Cookie": cookie})[0] == 200
+    assert server.request("GET", SESSIONS, {"Cookie": cookie})[0] == 401
+
+
+def log_in(server, username, password, agent="concurrency-test"):
+    status, headers, _ = server.request("POST", "/api/auth/login", {"User-Agent": agent},
+                                        {"username": username, "password": password})
+    assert status == 200
+    return headers["Set-Cookie"].split(";")[0]
+
+
+def test_concurrent_logins_lists_and_revocations(tmp_path):
+    users = [{"username": f"user{n}", "password": f"pw{n}"} for n in range(6)]
+    server = LiveServer(tmp_path, {"users": users}, workers=3).start()
+    statuses, lock = [], threading.Lock()
+
+    def call(method, path, cookie, body=None):
+        status, _, payload = server.request(method, path, {"Cookie": cookie}, body)
+        with lock:
+            statuses.append(status)
+        return status, payload
+
+    def worker(n):
+        # Two threads share each user, so revocations of one user interleave.
+        username, password = f"user{n % 6}", f"pw{n % 6}"
+        cookies = [log_in(server, username, password, agent=f"thread-{n}-{k}") for k in range(4)]
+        keep, revoke = cookies[:2], cookies[2:]
+        status, listing = call("GET", SESSIONS, keep[0])
+        assert status == 200
+        mine = {s["ua"]: s["id"] for s in [listing["current"], *listing["other"]]}
+        for k in (2, 3):
+            status, _ = call("DELETE", SESSIONS, keep[0], {"sessionId": mine[f"thread-{n}-{k}"]})
+            assert status == 200
+        return keep, revoke
+
+    try:
+        with ThreadPoolExecutor(max_workers=12) as pool:
+            results = list(pool.map(worker, range(12)))
+        assert all(status < 500 for status in statuses)
+        for keep, revoke in results:
+            for cookie in keep:
+                assert server.request("GET", SESSIONS, {"Cookie": cookie})[0] == 200
+            for cookie in revoke:
+                assert server.request("GET", SESSIONS, {"Cookie": cookie})[0] == 401
+    finally:
+        server.stop()
+
+
+def test_racing_delete_all_from_two_sessions_leaves_exactly_one(tmp_path):
+    rounds = 15
+    users = [{"username": f"racer{n}",
+              "sessions": [{"token": f"r{n}-a"}, {"token": f"r{n}-b"}, {"token": f"r{n}-c"}]}
+             for n in range(rounds)]
+    server = LiveServer(tmp_path, {"users": users}, workers=4).start()
+    try:
+        for n in range(rounds):
+            barrier = threading.Barrier(2)
+
+            def delete_all(token, barrier=barrier):
+                barrier.wait()
+                return server.request("DELETE", SESSIONS, {"Cookie": f"zipline_token={token}"}, {"all": True})[0]
+
+            with ThreadPoolExecutor(max_workers=2) as pool:
+                answers = sorted(pool.map(delete_all, [f"r{n}-a", f"r{n}-b"]))
+            alive = [t for t in (f"r{n}-a", f"r{n}-b", f"r{n}-c")
+                     if server.request("GET", SESSIONS, {"Cookie": f"zipline_token={t}"})[0] == 200]
+            # One request wins and revokes the rest; the loser's session is already gone: 401.
+            assert answers == [200, 401], answers
+            assert len(alive) == 1 and alive[0] in (f"r{n}-a", f"r{n}-b")
+    finally:
+        server.stop()
