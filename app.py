@@ -18,6 +18,7 @@ from schemas import (
     session_list_schema,
 )
 from settings import load_settings
+from useragent import warm_up
 
 api = Blueprint("api", __name__, url_prefix="/api")
 
@@ -67,6 +68,7 @@ def create_app(config: dict | None = None) -> Flask:
     app.json.sort_keys = False
     app.json.ensure_ascii = False
     db.init_app(app)
+    warm_up()  # ua-parser compiles its matchers on first use; not during someone's login
     with app.app_context():
         configure_engine(db.engine)
         ensure_schema()

@@ -55,3 +55,8 @@ def _device_kind(ua: str, client: str, os_family: str, device) -> str:
     if os_family in _DESKTOP_OS or os_family.startswith("Windows") or family == "Mac":
         return "Desktop"
     return UNKNOWN
+
+
+def warm_up() -> None:
+    """Build ua-parser's matchers now (a few hundred ms) rather than on the first login."""
+    ua_parser.parse("Mozilla/5.0")
