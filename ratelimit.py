@@ -1,8 +1,11 @@
 """Login rate limiting (Flask-Limiter), per client address and per username."""
 
-from flask import Flask, current_app, request
+from flask import Flask, current_app
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
+from werkzeug.exceptions import HTTPException
+
+from schemas import request_json
 
 TOO_MANY = "Too many login attempts, try again later."
 
@@ -12,8 +15,11 @@ def login_limit() -> str:
 
 
 def login_username() -> str:
-    """The username a login attempt names (a body that is not a JSON object counts as "")."""
-    body = request.get_json(silent=True) if request.is_json else None
+    """The username a login attempt names ("" for a body the view will refuse anyway)."""
+    try:
+        body = request_json()
+    except HTTPException:
+        body = None
     username = body.get("username") if isinstance(body, dict) else None
     return "username:" + (username if isinstance(username, str) else "")
 

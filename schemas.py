@@ -97,14 +97,19 @@ logout_response_schema = LogoutResponseSchema()
 error_schema = ErrorSchema()
 
 
-def load_body(schema: Schema) -> dict:
-    """The request's JSON object, validated by `schema`; 415 or 400 otherwise."""
+def request_json() -> object:
+    """The request body parsed as JSON: 415 unless it is declared JSON, 400 unless it parses."""
     if not request.is_json:
         raise UnsupportedMediaType("Content-Type must be application/json.")
     try:
-        data = request.get_json()
-    except BadRequest:
+        return request.get_json()
+    except (BadRequest, RecursionError):  # RecursionError: absurdly deep nesting
         raise BadRequest("Request body is not valid JSON.") from None
+
+
+def load_body(schema: Schema) -> dict:
+    """The request's JSON object, validated by `schema`; 415 or 400 otherwise."""
+    data = request_json()
     if not isinstance(data, dict):
         raise BadRequest("Request body must be a JSON object.")
     try:

@@ -34,6 +34,8 @@ def load_settings(app: Flask, overrides: dict | None) -> None:
         os.makedirs(app.instance_path, exist_ok=True)
         config["DATABASE_URL"] = "sqlite:///" + os.path.join(app.instance_path, "sessions.db")
     config["SQLALCHEMY_DATABASE_URI"] = config["DATABASE_URL"]
+    # Database errors are logged; their SQL parameters (hashes, usernames) are not.
+    config["SQLALCHEMY_ENGINE_OPTIONS"] = {"hide_parameters": True}
     config["MAX_CONTENT_LENGTH"] = config["MAX_BODY_BYTES"]
     config["RATELIMIT_ENABLED"] = str(config["LOGIN_RATE_LIMIT"]).strip().lower() != "off"
     config["RATELIMIT_STORAGE_URI"] = config["RATELIMIT_STORAGE_URL"]

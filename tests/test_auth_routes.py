@@ -83,6 +83,13 @@ def test_bad_login_bodies_are_400(client, body):
     assert_error(client.post(LOGIN, json=body), 400, "Bad Request")
 
 
+@pytest.mark.parametrize("raw", ["{", "[" * 5000 + "]" * 5000, '"alice"'])
+def test_unparseable_login_bodies_are_400_with_the_limiter_on(tmp_path, raw):
+    app = create_app({"DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite'}", "LOGIN_RATE_LIMIT": "5 per minute"})
+    response = app.test_client().post(LOGIN, data=raw, content_type="application/json")
+    assert_error(response, 400, "Bad Request")
+
+
 def test_login_needs_json(client):
     assert_error(client.post(LOGIN, data="username=alice&password=wonderland",
                              content_type="application/x-www-form-urlencoded"), 415, "Unsupported Media Type")

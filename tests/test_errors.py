@@ -48,6 +48,8 @@ BAD_DELETE_BODIES = {
     "session-id-surrogate": '{"sessionId": "\\ud800"}',
     "session-id-too-long": json.dumps({"sessionId": "s" * 300}),
     "invalid-utf8": b'{"sessionId": "\xff"}',
+    "deeply-nested": "[" * 5000 + "]" * 5000,
+    "nan": '{"sessionId": NaN}',
 }
 
 
