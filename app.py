@@ -6,7 +6,7 @@ from werkzeug.exceptions import Unauthorized
 import cli
 import sessions
 from auth import INVALID_SESSION, clear_session_cookie, current_session, resolve_caller, set_session_cookie
-from database import configure_engine, db, ensure_schema
+from database import configure_engine, db, migrate_to_head
 from errors import register_error_handlers
 from ratelimit import init_rate_limits
 from schemas import (
@@ -71,7 +71,8 @@ def create_app(config: dict | None = None) -> Flask:
     warm_up()  # ua-parser compiles its matchers on first use; not during someone's login
     with app.app_context():
         configure_engine(db.engine)
-        ensure_schema()
+        if app.config["AUTO_MIGRATE"]:
+            migrate_to_head()
     register_error_handlers(app)
     app.register_blueprint(api)
     app.extensions["login_limiter"] = init_rate_limits(app, "api.login")

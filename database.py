@@ -1,7 +1,13 @@
 """The SQLAlchemy handle, SQLite connection settings and write transactions."""
 
 from contextlib import contextmanager
+from functools import cache
+from pathlib import Path
 
+from alembic import command
+from alembic.config import Config as AlembicConfig
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
@@ -13,6 +19,7 @@ class Base(DeclarativeBase):
 
 
 db = SQLAlchemy(model_class=Base)
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
 # A write that must wait for another writer waits this long before failing.
 SQLITE_BUSY_TIMEOUT_MS = 10_000
@@ -63,9 +70,33 @@ def write_transaction():
         raise
 
 
-def ensure_schema() -> None:
-    """Create missing tables (never drops or alters one); safe when workers race at start."""
+def migrate_to_head() -> None:
+    """Bring the database to the newest schema; safe when several workers start at once.
+
+    One transaction holding the write lock (SQLite) or an advisory lock (PostgreSQL):
+    the first process migrates, the others then find nothing to do.
+    """
+    config = _alembic_config()
     with db.engine.connect().execution_options(write_lock=True) as connection, connection.begin():
         if connection.dialect.name == "postgresql":
             connection.exec_driver_sql("SELECT pg_advisory_xact_lock(7468201)")
-        db.metadata.create_all(connection)
+        config.attributes["connection"] = connection
+        command.upgrade(config, "head")
+
+
+def schema_is_current() -> bool:
+    """Whether the database is at the newest migration (an unreachable database raises)."""
+    with db.engine.connect() as connection:
+        current = MigrationContext.configure(connection).get_current_heads()
+    return set(current) == set(_script_directory().get_heads())
+
+
+@cache
+def _script_directory() -> ScriptDirectory:
+    return ScriptDirectory.from_config(_alembic_config())
+
+
+def _alembic_config() -> AlembicConfig:
+    config = AlembicConfig()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    return config

@@ -19,6 +19,8 @@ DEFAULTS = {
     "LOGIN_RATE_LIMIT": "10 per minute",
     "RATELIMIT_STORAGE_URL": "memory://",
     "MAX_BODY_BYTES": 16 * 1024,
+    "AUTO_MIGRATE": True,  # bring the schema to head at start; off: flask --app app db-upgrade
+    "TRUSTED_PROXIES": 0,  # how many reverse proxies' X-Forwarded-For / -Proto to believe
 }
 
 
@@ -48,8 +50,12 @@ def _check(config) -> None:
         value = config[key]
         if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
             raise ConfigError(f"SESSIONS_{key} must be a positive whole number, not {value!r}")
-    if not isinstance(config["COOKIE_SECURE"], bool):
-        raise ConfigError(f"SESSIONS_COOKIE_SECURE must be true or false, not {config['COOKIE_SECURE']!r}")
+    for key in ("COOKIE_SECURE", "AUTO_MIGRATE"):
+        if not isinstance(config[key], bool):
+            raise ConfigError(f"SESSIONS_{key} must be true or false, not {config[key]!r}")
+    proxies = config["TRUSTED_PROXIES"]
+    if isinstance(proxies, bool) or not isinstance(proxies, int) or proxies < 0:
+        raise ConfigError(f"SESSIONS_TRUSTED_PROXIES must be a whole number (0 or more), not {proxies!r}")
     name = config["COOKIE_NAME"]
     if not isinstance(name, str) or not name or any(c in name for c in ' ;,="\t\r\n'):
         raise ConfigError(f"SESSIONS_COOKIE_NAME is not a valid cookie name: {name!r}")

@@ -1,12 +1,22 @@
 import json
+import os
+import secrets
 from pathlib import Path
 
 import pytest
+from sqlalchemy import create_engine
+from sqlalchemy.engine import make_url
 
 import seed
 from app import create_app
 from database import db
 from models import utcnow
+
+# Set (by .ci/run) to a PostgreSQL server URL to run the whole suite on PostgreSQL;
+# each run gets a throwaway database, and each test an empty schema in it.
+POSTGRES_SERVER = os.environ.get("SESSIONS_TEST_POSTGRES_URL")
+BACKEND = "postgresql" if POSTGRES_SERVER else "sqlite"
+sqlite_only = pytest.mark.skipif(BACKEND != "sqlite", reason="SQLite file settings")
 
 WINDOWS_CHROME = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) Chrome/122.0.0.0"
 IPHONE_SAFARI = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) Safari/604.1"
@@ -37,19 +47,58 @@ SEED = {
 }
 
 
+@pytest.fixture(scope="session")
+def postgres_database():
+    """A throwaway PostgreSQL database for this run, dropped at the end (None on SQLite)."""
+    if not POSTGRES_SERVER:
+        yield None
+        return
+    name = f"zipline_sessions_test_{secrets.token_hex(6)}"
+    admin = create_engine(POSTGRES_SERVER, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    yield make_url(POSTGRES_SERVER).set(database=name)
+    with admin.connect() as connection:
+        connection.exec_driver_sql(f'DROP DATABASE "{name}" WITH (FORCE)')
+    admin.dispose()
+
+
 @pytest.fixture
-def app(tmp_path):
-    """A fresh app on its own SQLite file, seeded with SEED; login not rate limited."""
-    app = create_app({
-        "TESTING": True,
-        "DATABASE_URL": f"sqlite:///{tmp_path / 'sessions.db'}",
-        "LOGIN_RATE_LIMIT": "off",
-    })
+def database_url(tmp_path, postgres_database) -> str:
+    """An empty database: a new SQLite file, or a fresh schema in the run's PostgreSQL database."""
+    if postgres_database is None:
+        return f"sqlite:///{tmp_path / 'sessions.db'}"
+    engine = create_engine(postgres_database)
+    with engine.begin() as connection:
+        connection.exec_driver_sql("DROP SCHEMA public CASCADE; CREATE SCHEMA public")
+    engine.dispose()
+    return postgres_database.render_as_string(hide_password=False)
+
+
+@pytest.fixture
+def make_app(database_url):
+    """create_app on this test's database (login not limited unless asked); engines closed after."""
+    made = []
+
+    def make(**overrides):
+        app = create_app({"TESTING": True, "DATABASE_URL": database_url, "LOGIN_RATE_LIMIT": "off",
+                          **overrides})
+        made.append(app)
+        return app
+
+    yield make
+    for app in made:
+        with app.app_context():
+            db.engine.dispose()
+
+
+@pytest.fixture
+def app(make_app):
+    """A fresh app on an empty database, seeded with SEED."""
+    app = make_app()
     with app.app_context():
         seed.store_seed(seed.parse_seed(SEED, app.config["TTL_SECONDS"], utcnow()))
-    yield app
-    with app.app_context():
-        db.engine.dispose()
+    return app
 
 
 @pytest.fixture

@@ -20,12 +20,12 @@ def free_port() -> int:
 
 
 class LiveServer:
-    def __init__(self, workdir: Path, seed: dict, workers: int = 3, env: dict | None = None):
+    def __init__(self, workdir: Path, database_url: str, seed: dict, workers: int = 3, env: dict | None = None):
         self.port = free_port()
-        self.database = workdir / "sessions.db"
+        self.database_url = database_url
         self.env = {
             **os.environ,
-            "SESSIONS_DATABASE_URL": f"sqlite:///{self.database}",
+            "SESSIONS_DATABASE_URL": database_url,
             "SESSIONS_LOGIN_RATE_LIMIT": "off",
             **(env or {}),
         }

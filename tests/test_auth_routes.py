@@ -4,8 +4,6 @@ import pytest
 from conftest import IPHONE_SAFARI, cookie
 from test_errors import assert_error
 
-from app import create_app
-
 LOGIN = "/api/auth/login"
 LOGOUT = "/api/auth/logout"
 SESSIONS = "/api/user/sessions"
@@ -55,9 +53,8 @@ def test_odd_user_agents_log_in_fine_and_are_bounded(client, user_agent, client_
     assert current["ua"] == user_agent[:1024]
 
 
-def test_secure_cookie_when_configured(tmp_path):
-    app = create_app({"DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite'}", "COOKIE_SECURE": True,
-                      "LOGIN_RATE_LIMIT": "off", "COOKIE_NAME": "sid", "TTL_SECONDS": 60})
+def test_secure_cookie_when_configured(make_app):
+    app = make_app(COOKIE_SECURE=True, COOKIE_NAME="sid", TTL_SECONDS=60)
     runner = app.test_cli_runner()
     assert runner.invoke(args=["create-user", "dave", "--password"], input="pw\npw\n").exit_code == 0
     response = log_in(app.test_client(use_cookies=False), username="dave", password="pw")
@@ -84,8 +81,8 @@ def test_bad_login_bodies_are_400(client, body):
 
 
 @pytest.mark.parametrize("raw", ["{", "[" * 5000 + "]" * 5000, '"alice"'])
-def test_unparseable_login_bodies_are_400_with_the_limiter_on(tmp_path, raw):
-    app = create_app({"DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite'}", "LOGIN_RATE_LIMIT": "5 per minute"})
+def test_unparseable_login_bodies_are_400_with_the_limiter_on(make_app, raw):
+    app = make_app(LOGIN_RATE_LIMIT="5 per minute")
     response = app.test_client().post(LOGIN, data=raw, content_type="application/json")
     assert_error(response, 400, "Bad Request")
 
@@ -112,8 +109,8 @@ def test_logout_needs_a_live_session_cookie(client, headers):
     assert_error(client.post(LOGOUT, headers=headers), 401, "Unauthorized", "Invalid login session")
 
 
-def test_login_is_rate_limited_per_address_and_per_username(tmp_path):
-    app = create_app({"DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite'}", "LOGIN_RATE_LIMIT": "3 per minute"})
+def test_login_is_rate_limited_per_address_and_per_username(make_app):
+    app = make_app(LOGIN_RATE_LIMIT="3 per minute")
     client = app.test_client(use_cookies=False)
     for _ in range(3):
         assert log_in(client, username="nobody", password="x").status_code == 401

@@ -1,11 +1,11 @@
 """Every bad input gets the contract's error shape, and changes nothing."""
 
 import json
-import sqlite3
-from contextlib import closing
 
 import pytest
 from conftest import cookie
+
+from database import db
 
 URL = "/api/user/sessions"
 ALICE = {"Authorization": "tok-alice", **cookie("cookie-abc")}
@@ -108,9 +108,8 @@ def test_wrong_methods_are_405_with_allow(client, method, path):
 
 def test_an_unexpected_exception_is_a_json_500_without_a_trace(app, client):
     # A real fault: the sessions table vanishes under the running app.
-    path = app.config["DATABASE_URL"].removeprefix("sqlite:///")
-    with closing(sqlite3.connect(path)) as connection:
-        connection.execute("DROP TABLE sessions")
+    with app.app_context(), db.engine.begin() as connection:
+        connection.exec_driver_sql("DROP TABLE sessions")
     app.logger.disabled = True
     response = client.get(URL, headers=ALICE)
     assert_error(response, 500, "Internal Server Error", "An unexpected error occurred.")

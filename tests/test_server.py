@@ -13,8 +13,8 @@ SESSIONS = "/api/user/sessions"
 
 
 @pytest.fixture
-def server(tmp_path):
-    live = LiveServer(tmp_path, SEED).start()
+def server(tmp_path, database_url):
+    live = LiveServer(tmp_path, database_url, SEED).start()
     yield live
     live.stop()
 
@@ -80,9 +80,9 @@ def log_in(server, username, password, agent="concurrency-test"):
     return headers["Set-Cookie"].split(";")[0]
 
 
-def test_concurrent_logins_lists_and_revocations(tmp_path):
+def test_concurrent_logins_lists_and_revocations(tmp_path, database_url):
     users = [{"username": f"user{n}", "password": f"pw{n}"} for n in range(6)]
-    server = LiveServer(tmp_path, {"users": users}, workers=3).start()
+    server = LiveServer(tmp_path, database_url, {"users": users}, workers=3).start()
     statuses, lock = [], threading.Lock()
 
     def call(method, path, cookie, body=None):
@@ -117,12 +117,12 @@ def test_concurrent_logins_lists_and_revocations(tmp_path):
         server.stop()
 
 
-def test_racing_delete_all_from_two_sessions_leaves_exactly_one(tmp_path):
+def test_racing_delete_all_from_two_sessions_leaves_exactly_one(tmp_path, database_url):
     rounds = 15
     users = [{"username": f"racer{n}",
               "sessions": [{"token": f"r{n}-a"}, {"token": f"r{n}-b"}, {"token": f"r{n}-c"}]}
              for n in range(rounds)]
-    server = LiveServer(tmp_path, {"users": users}, workers=4).start()
+    server = LiveServer(tmp_path, database_url, {"users": users}, workers=4).start()
     try:
         for n in range(rounds):
             barrier = threading.Barrier(2)
