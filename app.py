@@ -1,12 +1,14 @@
 """The zipline-sessions Flask app: create_app() and the one `api` blueprint."""
 
 from flask import Blueprint, Flask, jsonify, request
-from werkzeug.exceptions import Unauthorized
+from werkzeug.exceptions import ServiceUnavailable, Unauthorized
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 import cli
+import security_log
 import sessions
 from auth import INVALID_SESSION, clear_session_cookie, current_session, resolve_caller, set_session_cookie
-from database import configure_engine, db, migrate_to_head
+from database import configure_engine, db, migrate, schema_problem
 from errors import register_error_handlers
 from ratelimit import init_rate_limits
 from schemas import (
@@ -60,6 +62,15 @@ def logout():
     return response
 
 
+@api.get("/health")
+def health():
+    """200 when the database answers and its schema is current; 503 otherwise."""
+    problem = schema_problem()
+    if problem is not None:
+        raise ServiceUnavailable(problem)
+    return {"status": "ok"}
+
+
 def create_app(config: dict | None = None) -> Flask:
     """Build the app; `config` overrides defaults and SESSIONS_* variables (tests use it)."""
     app = Flask(__name__, instance_relative_config=True)
@@ -72,7 +83,12 @@ def create_app(config: dict | None = None) -> Flask:
     with app.app_context():
         configure_engine(db.engine)
         if app.config["AUTO_MIGRATE"]:
-            migrate_to_head()
+            migrate()
+    if app.config["TRUSTED_PROXIES"]:
+        # Behind N reverse proxies: believe their X-Forwarded-For / -Proto, and no more.
+        hops = app.config["TRUSTED_PROXIES"]
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops)
+    security_log.configure()
     register_error_handlers(app)
     app.register_blueprint(api)
     app.extensions["login_limiter"] = init_rate_limits(app, "api.login")

@@ -1,4 +1,4 @@
-"""Flask commands: seed, create-user, list-sessions, revoke, purge-expired."""
+"""Flask commands: seed, create-user, list-sessions, revoke, purge-expired, db-upgrade."""
 
 import json
 
@@ -8,14 +8,15 @@ from flask.cli import with_appcontext
 
 import models
 import seed
-from database import db, write_transaction
+from database import db, migrate, write_transaction
 from schemas import SessionSchema
+from security_log import security_event
 
 session_schema = SessionSchema()
 
 
 def register(app: Flask) -> None:
-    for command in (seed_command, create_user, list_sessions, revoke, purge_expired):
+    for command in (seed_command, create_user, list_sessions, revoke, purge_expired, db_upgrade):
         app.cli.add_command(command)
 
 
@@ -74,12 +75,14 @@ def revoke(username, session_id, revoke_all):
     user = _user(username)
     with write_transaction():
         if revoke_all:
-            count = models.revoke_other_sessions(user.id, keep=None)
+            revoked = models.revoke_other_sessions(user.id, keep=None)
         elif models.revoke_session(user.id, session_id):
-            count = 1
+            revoked = [session_id]
         else:
             raise click.ClickException(f"{username!r} has no live session {session_id!r}")
-    click.echo(f"Revoked {count} session(s) of {username!r}.")
+    security_event("sessions.revoked", user=username, userId=user.id, bySession=None, revoked=revoked,
+                   address="cli")
+    click.echo(f"Revoked {len(revoked)} session(s) of {username!r}.")
 
 
 @click.command("purge-expired")
@@ -88,7 +91,17 @@ def purge_expired():
     """Delete every expired session."""
     with write_transaction():
         count = models.purge_expired()
+    security_event("sessions.purged", count=count, address="cli")
     click.echo(f"Purged {count} expired session(s).")
+
+
+@click.command("db-upgrade")
+@with_appcontext
+def db_upgrade():
+    """Bring the database schema to the newest migration (the server does it at start
+    unless SESSIONS_AUTO_MIGRATE is false)."""
+    migrate()
+    click.echo("Database schema is up to date.")
 
 
 def _user(username: str) -> models.User:

@@ -11,6 +11,7 @@ from alembic.script import ScriptDirectory
 from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import DeclarativeBase
 
 
@@ -70,8 +71,8 @@ def write_transaction():
         raise
 
 
-def migrate_to_head() -> None:
-    """Bring the database to the newest schema; safe when several workers start at once.
+def migrate(revision: str = "head") -> None:
+    """Bring the database to `revision` (the newest by default); safe when workers start at once.
 
     One transaction holding the write lock (SQLite) or an advisory lock (PostgreSQL):
     the first process migrates, the others then find nothing to do.
@@ -81,7 +82,16 @@ def migrate_to_head() -> None:
         if connection.dialect.name == "postgresql":
             connection.exec_driver_sql("SELECT pg_advisory_xact_lock(7468201)")
         config.attributes["connection"] = connection
-        command.upgrade(config, "head")
+        command.upgrade(config, revision)
+
+
+def schema_problem() -> str | None:
+    """Why the database cannot serve (unreachable, or its schema behind the code), or None."""
+    try:
+        current = schema_is_current()
+    except SQLAlchemyError:
+        return "Database unavailable"
+    return None if current else "Database schema is not up to date: run flask --app app db-upgrade"
 
 
 def schema_is_current() -> bool:

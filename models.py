@@ -1,6 +1,7 @@
 """The users and sessions tables, and the queries the routes and commands need."""
 
 from datetime import UTC, datetime, timedelta
+from typing import NamedTuple
 
 from sqlalchemy import ForeignKey, Index, String, delete, select
 from sqlalchemy.orm import Mapped, mapped_column
@@ -91,33 +92,40 @@ def list_sessions(user_id: int) -> list:
     return list(db.session.execute(query))
 
 
-def open_session(user_id: int, user_agent: str | None, ttl_seconds: int) -> tuple[str, str]:
-    """Insert a session for a login; returns (session id, session token)."""
+class OpenedSession(NamedTuple):
+    id: str
+    token: str  # for the cookie; only its hash is stored
+    client: str
+    device: str
+
+
+def open_session(user_id: int, user_agent: str | None, ttl_seconds: int) -> OpenedSession:
+    """Insert a session for a login."""
     ua = clean_ua(user_agent)
     client, device = describe(ua)
-    token, now = credentials.new_token(), utcnow()
-    session_id = credentials.new_session_id()
+    opened = OpenedSession(credentials.new_session_id(), credentials.new_token(), client, device)
+    now = utcnow()
     db.session.execute(
         Session.insert().values(
-            id=session_id, token_hash=credentials.hash_token(token), user_id=user_id,
+            id=opened.id, token_hash=credentials.hash_token(opened.token), user_id=user_id,
             created_at=now, expires_at=now + timedelta(seconds=ttl_seconds),
             ua=ua, client=client, device=device,
         )
     )
-    return session_id, token
+    return opened
 
 
-def lock_user(user_id: int, keep: str | None) -> bool:
-    """Inside a write transaction: serialise this user's revocations.
+def lock_user(user_id: int) -> str | None:
+    """Inside a write transaction: serialise this user's revocations; returns the username.
 
-    Returns False when the caller's own session `keep` is no longer live: a revoked
-    session must not revoke others (PostgreSQL takes the user's row lock here;
-    SQLite already holds the database write lock).
+    PostgreSQL takes the user's row lock here; SQLite already holds the database write lock.
     """
-    db.session.execute(select(User.id).where(User.id == user_id).with_for_update())
-    if keep is None:
-        return True
-    query = select(Session.c.id).where(Session.c.id == keep, Session.c.expires_at > utcnow())
+    query = select(User.username).where(User.id == user_id).with_for_update()
+    return db.session.execute(query).scalar_one_or_none()
+
+
+def session_is_live(session_id: str) -> bool:
+    query = select(Session.c.id).where(Session.c.id == session_id, Session.c.expires_at > utcnow())
     return db.session.execute(query).first() is not None
 
 
@@ -131,12 +139,12 @@ def revoke_session(user_id: int, session_id: str) -> bool:
     return result.rowcount == 1
 
 
-def revoke_other_sessions(user_id: int, keep: str | None) -> int:
-    """Delete every session of the user but `keep` (all of them when None), in one statement."""
+def revoke_other_sessions(user_id: int, keep: str | None) -> list[str]:
+    """Delete every session of the user but `keep` (all when None), in one statement; their ids."""
     condition = Session.c.user_id == user_id
     if keep is not None:
         condition &= Session.c.id != keep
-    return db.session.execute(delete(Session).where(condition)).rowcount
+    return list(db.session.execute(delete(Session).where(condition).returning(Session.c.id)).scalars())
 
 
 def end_session(session_id: str) -> bool:
@@ -144,6 +152,10 @@ def end_session(session_id: str) -> bool:
     return db.session.execute(delete(Session).where(Session.c.id == session_id)).rowcount == 1
 
 
-def purge_expired() -> int:
-    """Delete every expired session; returns how many."""
-    return db.session.execute(delete(Session).where(Session.c.expires_at <= utcnow())).rowcount
+def purge_expired(limit: int | None = None) -> int:
+    """Delete expired sessions (at most `limit`, oldest expiry first); returns how many."""
+    expired = Session.c.expires_at <= utcnow()
+    if limit is not None:
+        oldest = select(Session.c.id).where(expired).order_by(Session.c.expires_at).limit(limit)
+        expired = Session.c.id.in_(oldest.scalar_subquery())
+    return db.session.execute(delete(Session).where(expired)).rowcount

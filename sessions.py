@@ -7,6 +7,11 @@ import credentials
 import models
 from auth import INVALID_SESSION, Caller
 from database import write_transaction
+from security_log import security_event
+
+# Each login also deletes up to this many expired sessions: the table stays clean
+# without a scheduler, and no request ever waits on a large purge.
+PURGE_BATCH = 100
 
 
 def session_list(caller: Caller) -> dict:
@@ -22,27 +27,39 @@ def revoke(caller: Caller, body: dict) -> None:
     if target is not None and target == caller.session_id:
         raise BadRequest("Cannot delete current session, use log out instead.")
     with write_transaction():
-        if not models.lock_user(caller.user_id, keep=caller.session_id):
+        username = models.lock_user(caller.user_id)
+        if username is None or (caller.session_id is not None and not models.session_is_live(caller.session_id)):
             # Revoked by a concurrent request: a revoked session revokes nothing.
             raise Unauthorized(INVALID_SESSION)
         if target is None:
-            models.revoke_other_sessions(caller.user_id, keep=caller.session_id)
-        elif not models.revoke_session(caller.user_id, target):
+            revoked = models.revoke_other_sessions(caller.user_id, keep=caller.session_id)
+        elif models.revoke_session(caller.user_id, target):
+            revoked = [target]
+        else:
             raise BadRequest("Session not found in logged in sessions")
+    security_event("sessions.revoked", user=username, userId=caller.user_id, bySession=caller.session_id,
+                   revoked=revoked)
 
 
 def log_in(username: str, password: str, user_agent: str | None) -> tuple[models.User, str]:
     """Check the credentials and open a session; returns the user and the session token."""
     user = models.find_user_by_name(username)
     if not credentials.password_matches(user.password_hash if user else None, password):
+        security_event("login.failure", user=username)
         # One answer for an unknown user and a wrong password.
         raise Unauthorized("Invalid username or password")
     with write_transaction():
-        _, token = models.open_session(user.id, user_agent, current_app.config["TTL_SECONDS"])
-    return user, token
+        opened = models.open_session(user.id, user_agent, current_app.config["TTL_SECONDS"])
+        purged = models.purge_expired(limit=PURGE_BATCH)
+    security_event("login.success", user=user.username, userId=user.id, sessionId=opened.id,
+                   client=opened.client, device=opened.device)
+    if purged:
+        security_event("sessions.purged", count=purged)
+    return user, opened.token
 
 
 def log_out(session) -> None:
     """End the session the cookie names."""
     with write_transaction():
         models.end_session(session.id)
+    security_event("logout", userId=session.user_id, sessionId=session.id)

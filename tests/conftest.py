@@ -119,3 +119,34 @@ def cookie(token: str) -> dict:
 def write_json(path: Path, document) -> Path:
     path.write_text(json.dumps(document))
     return path
+
+
+# Set (by .ci/run) to a Redis URL to test the shared login limit against a real Redis.
+REDIS_URL = os.environ.get("SESSIONS_TEST_REDIS_URL")
+
+
+@pytest.fixture
+def redis_url():
+    """A Redis URL to count logins in, or a skip that says Redis was not asked for."""
+    if not REDIS_URL:
+        pytest.skip("SESSIONS_TEST_REDIS_URL is not set (.ci/run sets it)")
+    return REDIS_URL
+
+
+@pytest.fixture
+def security_events():
+    """The security events logged during the test, as dicts."""
+    import logging
+
+    from security_log import JsonLineFormatter, logger
+
+    records = []
+
+    class Collect(logging.Handler):
+        def emit(self, record):
+            records.append(json.loads(JsonLineFormatter().format(record)))
+
+    handler = Collect()
+    logger.addHandler(handler)
+    yield records
+    logger.removeHandler(handler)

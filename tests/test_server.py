@@ -1,8 +1,10 @@
 """The real thing: seeded through the CLI, served by gunicorn, driven over HTTP."""
 
 import json
+import signal
 import subprocess
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -140,3 +142,39 @@ def test_racing_delete_all_from_two_sessions_leaves_exactly_one(tmp_path, databa
             assert len(alive) == 1 and alive[0] in (f"r{n}-a", f"r{n}-b")
     finally:
         server.stop()
+
+
+def test_sigterm_lets_in_flight_requests_finish(tmp_path, database_url):
+    server = LiveServer(tmp_path, database_url, SEED, workers=1).start()
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        # A login spends ~0.1 s in scrypt: long enough to be in flight when SIGTERM lands.
+        def log_in_and_time():
+            status = server.request("POST", "/api/auth/login", {},
+                                    {"username": "alice", "password": "wonderland"})[0]
+            return status, time.monotonic()
+
+        pending = pool.submit(log_in_and_time)
+        time.sleep(0.05)
+        signalled = time.monotonic()
+        server.process.send_signal(signal.SIGTERM)
+        status, answered = pending.result()
+        assert status == 200 and answered > signalled  # answered after the signal, not cut off
+    assert server.process.wait(timeout=30) == 0
+    assert "Shutting down" in server.log.read_text()
+
+
+def test_the_logs_hold_events_but_no_secret(server):
+    server.request("POST", "/api/auth/login", {}, {"username": "alice", "password": "wrong"})
+    status, headers, _ = server.request("POST", "/api/auth/login", {"User-Agent": IPHONE_SAFARI},
+                                        {"username": "alice", "password": "wonderland"})
+    assert status == 200
+    token = headers["Set-Cookie"].split(";")[0].split("=", 1)[1]
+    server.request("DELETE", "/api/user/sessions?token=tok-alice", {"Authorization": "Bearer tok-alice",
+                   "Cookie": f"zipline_token={token}"}, {"sessionId": "sess_def456"})
+    server.stop()
+    log = server.log.read_text()
+    events = [json.loads(line) for line in log.splitlines() if line.startswith("{")]
+    assert [event["event"] for event in events] == ["login.failure", "login.success", "sessions.revoked"]
+    assert '"DELETE /api/user/sessions HTTP/1.1" 200' in log  # the access log, without the query
+    for secret in (token, "tok-alice", "wonderland", "wrong"):
+        assert secret not in log
