@@ -179,3 +179,33 @@ def test_the_logs_hold_events_but_no_secret(server):
     assert '"DELETE /api/user/sessions HTTP/1.1" 200' in log  # the access log, without the query
     for secret in (token, "tok-alice", "wonderland", "wrong"):
         assert secret not in log
+
+
+def test_logins_racing_a_delete_all_are_kept_or_revoked_never_half(tmp_path, database_url):
+    users = [{"username": "mia", "password": "pw", "token": "tok-mia",
+              "sessions": [{"token": f"mia-{n}"} for n in range(20)]}]
+    server = LiveServer(tmp_path, database_url, {"users": users}, workers=4).start()
+    try:
+        def login(_):
+            return log_in(server, "mia", "pw")
+
+        with ThreadPoolExecutor(max_workers=6) as pool:
+            logins = [pool.submit(login, n) for n in range(8)]
+            time.sleep(0.15)
+            revoke = pool.submit(server.request, "DELETE", SESSIONS, {"Cookie": "zipline_token=mia-0"}, {"all": True})
+            cookies = [future.result() for future in logins]
+            assert revoke.result()[0] == 200
+        listed = {s["id"] for s in server.request("GET", SESSIONS, {"Authorization": "tok-mia"})[2]["other"]}
+        alive = set()
+        for cookie in cookies:
+            status, _, body = server.request("GET", SESSIONS, {"Cookie": cookie})
+            assert status in (200, 401)
+            if status == 200:
+                alive.add(body["current"]["id"])
+        keeper = server.request("GET", SESSIONS, {"Cookie": "zipline_token=mia-0"})[2]["current"]["id"]
+        # Each login is wholly there (listed and usable) or wholly gone: the list is exactly that.
+        assert listed == alive | {keeper}
+        for n in range(1, 20):
+            assert server.request("GET", SESSIONS, {"Cookie": f"zipline_token=mia-{n}"})[0] == 401
+    finally:
+        server.stop()
