@@ -18,6 +18,8 @@ keepalive = 5
 # Access log to stdout without the query string, cookies or Authorization header:
 # address, time, method, path (no query), protocol, status, size, seconds, user agent.
 accesslog = os.environ.get("SESSIONS_ACCESS_LOG", "-")
+if accesslog == "off":
+    accesslog = None
 access_log_format = '%(h)s %(t)s "%(m)s %(U)s %(H)s" %(s)s %(B)s %(L)s "%(a)s"'
 errorlog = "-"
 loglevel = os.environ.get("SESSIONS_LOG_LEVEL", "info")

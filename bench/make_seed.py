@@ -1,7 +1,8 @@
-"""Write a seed file of N users x K sessions (no passwords: hashing them is slow by design).
+"""Write a seed file of N users x K sessions.
 
-python bench/make_seed.py USERS SESSIONS_PER_USER OUT.json
-Tokens are predictable on purpose (tok-N, cookie-N-K) so a load generator can use them.
+python bench/make_seed.py USERS SESSIONS_PER_USER OUT.json [PASSWORD_USERS]
+Tokens are predictable on purpose (tok-N, cookie-N-K, password-N) so a load generator can use
+them. Only the first PASSWORD_USERS users (default 0) get a password: scrypt is slow by design.
 """
 
 import json
@@ -15,7 +16,7 @@ AGENTS = [
 ]
 
 
-def main(users: int, per_user: int, out: str) -> None:
+def main(users: int, per_user: int, out: str, password_users: int = 0) -> None:
     with open(out, "w") as handle:
         handle.write('{"users": [')
         for n in range(users):
@@ -25,9 +26,11 @@ def main(users: int, per_user: int, out: str) -> None:
                 for k in range(per_user)
             ]
             entry = {"username": f"user{n}", "token": f"tok-{n}", "sessions": sessions}
+            if n < password_users:
+                entry["password"] = f"password-{n}"
             handle.write(("," if n else "") + json.dumps(entry))
         handle.write("]}")
 
 
 if __name__ == "__main__":
-    main(int(sys.argv[1]), int(sys.argv[2]), sys.argv[3])
+    main(int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], int(sys.argv[4]) if len(sys.argv) > 4 else 0)
