@@ -10,14 +10,15 @@ import sessions
 from auth import INVALID_SESSION, clear_session_cookie, current_session, resolve_caller, set_session_cookie
 from database import configure_engine, db, migrate, schema_problem
 from errors import register_error_handlers
+from jsonprovider import OrjsonProvider
 from ratelimit import init_rate_limits
 from schemas import (
+    dump_session_list,
     load_body,
     login_response_schema,
     login_schema,
     logout_response_schema,
     revoke_schema,
-    session_list_schema,
 )
 from settings import load_settings
 from useragent import warm_up
@@ -29,15 +30,14 @@ api = Blueprint("api", __name__, url_prefix="/api")
 def list_user_sessions():
     """List the caller's current session and their other live sessions."""
     caller = resolve_caller()
-    return session_list_schema.dump(sessions.session_list(caller))
+    return dump_session_list(sessions.session_list(caller))
 
 
 @api.delete("/user/sessions")
 def delete_user_sessions():
     """Revoke one other session, or all others, and answer the updated list."""
     caller = resolve_caller()
-    sessions.revoke(caller, load_body(revoke_schema))
-    return session_list_schema.dump(sessions.session_list(caller))
+    return dump_session_list(sessions.revoke(caller, load_body(revoke_schema)))
 
 
 @api.post("/auth/login")
@@ -75,9 +75,7 @@ def create_app(config: dict | None = None) -> Flask:
     """Build the app; `config` overrides defaults and SESSIONS_* variables (tests use it)."""
     app = Flask(__name__, instance_relative_config=True)
     load_settings(app, config)
-    # Keys in the contract's order, UTF-8 as is: the bytes a Zipline client expects.
-    app.json.sort_keys = False
-    app.json.ensure_ascii = False
+    app.json = OrjsonProvider(app)
     db.init_app(app)
     warm_up()  # ua-parser compiles its matchers on first use; not during someone's login
     with app.app_context():

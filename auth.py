@@ -15,22 +15,26 @@ INVALID_SESSION = "Invalid login session"
 class Caller:
     user_id: int
     session_id: str | None  # the session the cookie names, when it is this user's
+    sessions: list  # the user's live sessions when the caller was resolved, oldest first
 
 
 def resolve_caller() -> Caller:
-    """The caller of a sessions request, or 401 "Invalid login session"."""
+    """The caller of a sessions request, with their live sessions; or 401 "Invalid login session".
+
+    A token names the user (a wrong one is refused even beside a good cookie); the cookie's
+    session is current only if it is that user's. Without a token the cookie decides.
+    """
     header = request.headers.get("Authorization")
-    session = current_session()
-    if header is not None:
-        user_id = models.find_user_id_by_token(_strip_bearer(header))
-        if user_id is None:
-            # A wrong token is refused even beside a good cookie.
-            raise Unauthorized(INVALID_SESSION)
-        mine = session is not None and session.user_id == user_id
-        return Caller(user_id, session.id if mine else None)
-    if session is None:
+    cookie = request.cookies.get(current_app.config["COOKIE_NAME"]) or None
+    if header is None and cookie is None:
         raise Unauthorized(INVALID_SESSION)
-    return Caller(session.user_id, session.id)
+    rows = models.sessions_seen_by(_strip_bearer(header) if header is not None else None, cookie)
+    current = next((row for row in rows if row.is_current), None)
+    if cookie is not None and current is None:
+        current_session()  # the cookie named no live session of this user: purge it if expired
+    if not rows:
+        raise Unauthorized(INVALID_SESSION)
+    return Caller(rows[0].user_id, current.id if current else None, [row for row in rows if row.id is not None])
 
 
 def current_session():

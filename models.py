@@ -3,11 +3,11 @@
 from datetime import UTC, datetime, timedelta
 from typing import NamedTuple
 
-from sqlalchemy import ForeignKey, Index, String, delete, select
+from sqlalchemy import ForeignKey, Index, String, and_, bindparam, delete, select
 from sqlalchemy.orm import Mapped, mapped_column
 
 import credentials
-from database import db
+from database import db, read_rows
 from useragent import MAX_UA_LENGTH, clean_ua, describe
 
 
@@ -68,28 +68,61 @@ def find_user_by_name(username: str) -> User | None:
     return db.session.execute(select(User).where(User.username == username)).scalar_one_or_none()
 
 
-def find_user_id_by_token(token: str) -> int | None:
-    """The id of the user whose API token this is."""
-    query = select(User.id).where(User.api_token_hash == credentials.hash_token(token))
-    return db.session.execute(query).scalar_one_or_none()
+# The request path's statements, built once: building a statement per request costs more
+# than running it. Each is indexed lookups only (see tests/test_query_plans.py).
+_ME = Session.alias("me")
+# Token (and maybe cookie): the user and all their live sessions, the cookie's one marked.
+# The outer join keeps one row for a user who has no session.
+_SEEN_WITH_TOKEN = (
+    select(User.id.label("user_id"), *PUBLIC_COLUMNS,
+           (Session.c.token_hash == bindparam("cookie_hash")).label("is_current"))
+    .select_from(User.__table__.outerjoin(
+        Session, and_(Session.c.user_id == User.id, Session.c.expires_at > bindparam("now"))))
+    .where(User.api_token_hash == bindparam("token_hash"))
+    .order_by(Session.c.created_at, Session.c.id)
+)
+# Cookie alone: its live session's user, and all that user's live sessions.
+_SEEN_WITH_COOKIE = (
+    select(_ME.c.user_id, *PUBLIC_COLUMNS, (Session.c.id == _ME.c.id).label("is_current"))
+    .select_from(_ME.join(
+        Session, and_(Session.c.user_id == _ME.c.user_id, Session.c.expires_at > bindparam("now"))))
+    .where(_ME.c.token_hash == bindparam("cookie_hash"), _ME.c.expires_at > bindparam("now"))
+    .order_by(Session.c.created_at, Session.c.id)
+)
+_SESSION_BY_TOKEN = select(Session.c.id, Session.c.user_id, Session.c.expires_at).where(
+    Session.c.token_hash == bindparam("token_hash")
+)
+_LIVE_SESSIONS = (
+    select(*PUBLIC_COLUMNS)
+    .where(Session.c.user_id == bindparam("user_id"), Session.c.expires_at > bindparam("now"))
+    .order_by(Session.c.created_at, Session.c.id)
+)
+
+
+def sessions_seen_by(token: str | None, cookie: str | None) -> list:
+    """One query for a sessions request: rows (user_id, session columns, is_current).
+
+    With a token: the token's user and their live sessions (one row with id None when they
+    have none), is_current on the one the cookie names. Without: the user of the cookie's
+    live session and their live sessions. No row: neither names anyone.
+    """
+    now = utcnow()
+    if token is not None:
+        cookie_hash = credentials.hash_token(cookie) if cookie else None
+        params = {"token_hash": credentials.hash_token(token), "cookie_hash": cookie_hash, "now": now}
+        return read_rows(_SEEN_WITH_TOKEN, params)
+    return read_rows(_SEEN_WITH_COOKIE, {"cookie_hash": credentials.hash_token(cookie), "now": now})
 
 
 def find_session_by_token(token: str):
     """The session row (id, user_id, expires_at) a session token names, live or not."""
-    query = select(Session.c.id, Session.c.user_id, Session.c.expires_at).where(
-        Session.c.token_hash == credentials.hash_token(token)
-    )
-    return db.session.execute(query).first()
+    rows = read_rows(_SESSION_BY_TOKEN, {"token_hash": credentials.hash_token(token)})
+    return rows[0] if rows else None
 
 
 def list_sessions(user_id: int) -> list:
     """A user's live sessions, oldest first (ties by id), as public rows."""
-    query = (
-        select(*PUBLIC_COLUMNS)
-        .where(Session.c.user_id == user_id, Session.c.expires_at > utcnow())
-        .order_by(Session.c.created_at, Session.c.id)
-    )
-    return list(db.session.execute(query))
+    return read_rows(_LIVE_SESSIONS, {"user_id": user_id, "now": utcnow()})
 
 
 class OpenedSession(NamedTuple):

@@ -14,15 +14,16 @@ from security_log import security_event
 PURGE_BATCH = 100
 
 
-def session_list(caller: Caller) -> dict:
-    """{current, other} for the caller, as the contract shows it."""
-    rows = models.list_sessions(caller.user_id)
+def session_list(caller: Caller, rows: list | None = None) -> dict:
+    """{current, other} for the caller, as the contract shows it (from `rows` when given)."""
+    rows = caller.sessions if rows is None else rows
     current = next((row for row in rows if row.id == caller.session_id), None)
     return {"current": current, "other": [row for row in rows if row.id != caller.session_id]}
 
 
-def revoke(caller: Caller, body: dict) -> None:
-    """Revoke body["sessionId"], or every session but the caller's when body["all"]."""
+def revoke(caller: Caller, body: dict) -> dict:
+    """Revoke body["sessionId"], or every session but the caller's when body["all"];
+    returns the updated list."""
     target = body.get("sessionId") if body.get("all") is not True else None
     if target is not None and target == caller.session_id:
         raise BadRequest("Cannot delete current session, use log out instead.")
@@ -39,6 +40,7 @@ def revoke(caller: Caller, body: dict) -> None:
             raise BadRequest("Session not found in logged in sessions")
     security_event("sessions.revoked", user=username, userId=caller.user_id, bySession=caller.session_id,
                    revoked=revoked)
+    return session_list(caller, models.list_sessions(caller.user_id))
 
 
 def log_in(username: str, password: str, user_agent: str | None) -> tuple[models.User, str]:
