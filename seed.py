@@ -7,11 +7,12 @@ Format (DESIGN.md): {"users": [{"username", "password"?, "token"?,
 import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 
 from sqlalchemy import func, insert, select
 
 import credentials
-from database import db, write_transaction
+from database import db, insert_many, write_transaction
 from models import LoginSession, Session, User, utcnow
 from useragent import clean_ua, describe
 
@@ -111,9 +112,7 @@ def store_seed(users: list[SeedUser]) -> tuple[int, int]:
 
 
 def _insert_sessions(batch: list) -> int:
-    if batch:
-        # Core on the session's connection: the ORM layer adds nothing for plain rows.
-        db.session.connection().execute(insert(Session), batch)
+    insert_many(Session, batch)
     inserted = len(batch)
     batch.clear()
     return inserted
@@ -146,10 +145,13 @@ def _parse_session(entry, where, now, default_expiry) -> SeedSession:
         where=where,
         id=_text(entry, "id", where, max_length=64) or credentials.new_session_id(),
         token_hash=_token_hash(entry, where) or credentials.hash_token(credentials.new_token()),
-        ua=clean_ua(_text(entry, "ua", where, allow_empty=True)),
+        ua=_clean_ua(_text(entry, "ua", where, allow_empty=True)),
         created_at=created_at,
         expires_at=_date(entry, "expiresAt", where) or default_expiry,
     )
+
+
+_clean_ua = lru_cache(maxsize=4096)(clean_ua)
 
 
 def _text(entry, key, where, required=False, max_length=None, allow_empty=False) -> str | None:
@@ -180,17 +182,21 @@ def _date(entry, key, where) -> datetime | None:
     value = entry.get(key)
     if value is None:
         return None
-    try:
-        parsed = datetime.fromisoformat(value) if isinstance(value, str) else None
-    except ValueError:
-        parsed = None
+    parsed = _parse_date(value) if isinstance(value, str) else None
     if parsed is None:
         raise SeedError(f"{where}.{key}: {value!r} is not an ISO 8601 date")
+    return parsed
+
+
+@lru_cache(maxsize=65536)  # fixtures repeat their dates; a million sessions may share a few
+def _parse_date(text: str) -> datetime | None:
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        return None
     if parsed.tzinfo is not None:
         parsed = parsed.astimezone(UTC).replace(tzinfo=None)
-    if parsed.microsecond % 1000:
-        parsed = parsed.replace(microsecond=parsed.microsecond // 1000 * 1000)
-    return parsed
+    return parsed.replace(microsecond=parsed.microsecond // 1000 * 1000)
 
 
 def _no_unknown_keys(entry: dict, allowed: set, where: str) -> None:
