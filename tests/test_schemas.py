@@ -1,0 +1,36 @@
+"""The request path's serializer and the marshmallow schema give the same body."""
+
+import random
+from datetime import datetime, timedelta
+
+import pytest
+
+from schemas import dump_session_list, format_timestamp, session_list_schema
+
+
+class Row:
+    def __init__(self, **fields):
+        self.__dict__.update(fields)
+
+
+def random_row(rng):
+    created = datetime(2020, 1, 1) + timedelta(milliseconds=rng.randrange(10**11))
+    return Row(id=f"sess_{rng.randrange(10**9)}", created_at=created, ua=rng.choice(["", "curl/8", 'é ☃ "q"']),
+               client=rng.choice(["Chrome", "Unknown"]), device=rng.choice(["Desktop", "Mobile"]))
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_fast_dump_equals_the_schema_dump(seed):
+    rng = random.Random(seed)
+    listing = {"current": rng.choice([None, random_row(rng)]),
+               "other": [random_row(rng) for _ in range(rng.randrange(12))]}
+    assert dump_session_list(listing) == session_list_schema.dump(listing)
+
+
+@pytest.mark.parametrize(("value", "text"), [
+    (datetime(2024, 3, 15, 10, 30), "2024-03-15T10:30:00.000Z"),
+    (datetime(2024, 3, 15, 10, 30, 0, 999_999), "2024-03-15T10:30:00.999Z"),
+    (datetime(1999, 12, 31, 23, 59, 59, 1000), "1999-12-31T23:59:59.001Z"),
+])
+def test_timestamps_have_milliseconds_and_z(value, text):
+    assert format_timestamp(value) == text
