@@ -1,6 +1,6 @@
 """The zipline-sessions Flask app: create_app() and the one `api` blueprint."""
 
-from flask import Blueprint, Flask, jsonify, request
+from flask import Blueprint, Flask, current_app, jsonify, request
 from werkzeug.exceptions import ServiceUnavailable, Unauthorized
 from werkzeug.middleware.proxy_fix import ProxyFix
 
@@ -11,9 +11,11 @@ from auth import INVALID_SESSION, clear_session_cookie, current_session, resolve
 from database import configure_engine, db, migrate, schema_problem
 from errors import register_error_handlers
 from jsonprovider import OrjsonProvider
+from openapi import build_openapi
 from ratelimit import init_rate_limits
 from schemas import (
     dump_session_list,
+    health_schema,
     load_body,
     login_response_schema,
     login_schema,
@@ -68,7 +70,13 @@ def health():
     problem = schema_problem()
     if problem is not None:
         raise ServiceUnavailable(problem)
-    return {"status": "ok"}
+    return health_schema.dump({"status": "ok"})
+
+
+@api.get("/openapi.json")
+def openapi_document():
+    """The OpenAPI 3 document of this API."""
+    return current_app.extensions["openapi"]
 
 
 def create_app(config: dict | None = None) -> Flask:
@@ -91,4 +99,5 @@ def create_app(config: dict | None = None) -> Flask:
     app.register_blueprint(api)
     app.extensions["login_limiter"] = init_rate_limits(app, "api.login")
     cli.register(app)
+    app.extensions["openapi"] = build_openapi(app)
     return app

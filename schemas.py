@@ -4,6 +4,8 @@ from flask import request
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate, validates_schema
 from werkzeug.exceptions import BadRequest, UnsupportedMediaType
 
+from useragent import DEVICES
+
 
 def format_timestamp(value) -> str:
     """UTC ISO 8601 with milliseconds and Z: 2024-03-15T10:30:00.000Z (stored naive UTC)."""
@@ -38,16 +40,16 @@ class RequestSchema(Schema):
 
 
 class SessionSchema(Schema):
-    id = fields.String()
-    createdAt = Timestamp(attribute="created_at")
-    ua = fields.String()
-    client = fields.String()
-    device = fields.String()
+    id = fields.String(required=True)
+    createdAt = Timestamp(attribute="created_at", required=True)
+    ua = fields.String(required=True)
+    client = fields.String(required=True)
+    device = fields.String(required=True, validate=validate.OneOf(DEVICES))
 
 
 class SessionListSchema(Schema):
-    current = fields.Nested(SessionSchema, allow_none=True)
-    other = fields.List(fields.Nested(SessionSchema))
+    current = fields.Nested(SessionSchema, allow_none=True, required=True)
+    other = fields.List(fields.Nested(SessionSchema), required=True)
 
 
 class RevokeSchema(RequestSchema):
@@ -71,22 +73,26 @@ class LoginSchema(RequestSchema):
 
 
 class UserSchema(Schema):
-    id = fields.Integer()
-    username = fields.String()
+    id = fields.Integer(required=True)
+    username = fields.String(required=True)
 
 
 class LoginResponseSchema(Schema):
-    user = fields.Nested(UserSchema)
+    user = fields.Nested(UserSchema, required=True)
 
 
 class LogoutResponseSchema(Schema):
-    loggedOut = fields.Boolean()
+    loggedOut = fields.Boolean(required=True)
+
+
+class HealthSchema(Schema):
+    status = fields.String(required=True)
 
 
 class ErrorSchema(Schema):
-    statusCode = fields.Integer()
-    error = fields.String()
-    message = fields.String()
+    statusCode = fields.Integer(required=True)
+    error = fields.String(required=True)
+    message = fields.String(required=True)
 
 
 session_list_schema = SessionListSchema()
@@ -113,6 +119,7 @@ revoke_schema = RevokeSchema()
 login_schema = LoginSchema()
 login_response_schema = LoginResponseSchema()
 logout_response_schema = LogoutResponseSchema()
+health_schema = HealthSchema()
 error_schema = ErrorSchema()
 
 

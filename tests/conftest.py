@@ -63,16 +63,20 @@ def postgres_database():
     admin.dispose()
 
 
-@pytest.fixture
-def database_url(tmp_path, postgres_database) -> str:
+def empty_database(folder: Path, postgres_database) -> str:
     """An empty database: a new SQLite file, or a fresh schema in the run's PostgreSQL database."""
     if postgres_database is None:
-        return f"sqlite:///{tmp_path / 'sessions.db'}"
+        return f"sqlite:///{folder / 'sessions.db'}"
     engine = create_engine(postgres_database)
     with engine.begin() as connection:
         connection.exec_driver_sql("DROP SCHEMA public CASCADE; CREATE SCHEMA public")
     engine.dispose()
     return postgres_database.render_as_string(hide_password=False)
+
+
+@pytest.fixture
+def database_url(tmp_path, postgres_database) -> str:
+    return empty_database(tmp_path, postgres_database)
 
 
 @pytest.fixture
