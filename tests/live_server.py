@@ -20,7 +20,8 @@ def free_port() -> int:
 
 
 class LiveServer:
-    def __init__(self, workdir: Path, database_url: str, seed: dict, workers: int = 3, env: dict | None = None):
+    def __init__(self, workdir: Path, database_url: str, seed: dict | None, workers: int = 3,
+                 env: dict | None = None):
         self.port = free_port()
         self.database_url = database_url
         self.env = {
@@ -31,10 +32,11 @@ class LiveServer:
         }
         self.log = workdir / "server.log"
         self.workers = workers
-        seed_file = workdir / "seed.json"
-        seed_file.write_text(json.dumps(seed))
-        self.flask("seed", str(seed_file))
         self.process = None
+        if seed is not None:
+            seed_file = workdir / "seed.json"
+            seed_file.write_text(json.dumps(seed))
+            self.flask("seed", str(seed_file))
 
     def flask(self, *args: str) -> str:
         result = subprocess.run([sys.executable, "-m", "flask", "--app", "app", *args], check=False, cwd=ROOT,
@@ -46,7 +48,9 @@ class LiveServer:
         command = [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py",
                    "-b", f"127.0.0.1:{self.port}", "-w", str(self.workers), "app:create_app()"]
         with open(self.log, "ab") as log:
-            self.process = subprocess.Popen(command, cwd=ROOT, env=self.env, stdout=log, stderr=log)
+            # A session of its own, so that kill() can take the master and its workers at once.
+            self.process = subprocess.Popen(command, cwd=ROOT, env=self.env, stdout=log, stderr=log,
+                                            start_new_session=True)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             assert self.process.poll() is None, self.log.read_text()
@@ -61,6 +65,11 @@ class LiveServer:
         if self.process and self.process.poll() is None:
             self.process.send_signal(sig)
             self.process.wait(timeout=30)
+
+    def kill(self) -> None:
+        """SIGKILL the master and every worker: a crash, with no chance to finish anything."""
+        os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(timeout=30)
 
     @property
     def base_url(self) -> str:
