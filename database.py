@@ -100,6 +100,22 @@ def _memoized(processor):
     return None if processor is None else lru_cache(maxsize=4096)(processor)
 
 
+@contextmanager
+def bulk_load_cache(megabytes: int = 512):
+    """Inside a write transaction: let SQLite cache up to `megabytes` of pages while the block
+    loads many rows (random token hashes touch every page of their index), then give it back."""
+    connection = db.session.connection()
+    if connection.dialect.name != "sqlite":
+        yield
+        return
+    before = connection.exec_driver_sql("PRAGMA cache_size").scalar()
+    connection.exec_driver_sql(f"PRAGMA cache_size=-{megabytes * 1024}")
+    try:
+        yield
+    finally:
+        connection.exec_driver_sql(f"PRAGMA cache_size={before}")
+
+
 def insert_many(table, rows: list[dict]) -> None:
     """Bulk INSERT into `table` inside the current write transaction, on the DBAPI cursor.
 

@@ -12,7 +12,7 @@ from functools import lru_cache
 from sqlalchemy import func, insert, select
 
 import credentials
-from database import db, insert_many, write_transaction
+from database import bulk_load_cache, db, insert_many, write_transaction
 from models import LoginSession, Session, User, utcnow
 from useragent import clean_ua, describe
 
@@ -25,9 +25,21 @@ class SeedError(ValueError):
     """The file is refused; the message names the entry at fault."""
 
 
-@dataclass
+class Where:
+    """The place of an entry in the file, e.g. users[2].sessions[0]; only spelled out for a message."""
+
+    __slots__ = ("session", "user")
+
+    def __init__(self, user: int, session: int | None = None):
+        self.user, self.session = user, session
+
+    def __str__(self) -> str:
+        return f"users[{self.user}]" + ("" if self.session is None else f".sessions[{self.session}]")
+
+
+@dataclass(slots=True)
 class SeedSession:
-    where: str
+    where: Where
     id: str
     token_hash: str
     ua: str
@@ -35,9 +47,9 @@ class SeedSession:
     expires_at: datetime
 
 
-@dataclass
+@dataclass(slots=True)
 class SeedUser:
-    where: str
+    where: Where
     username: str
     password: str | None
     token_hash: str | None
@@ -59,27 +71,26 @@ def parse_seed(document: object, ttl_seconds: int, now: datetime) -> list[SeedUs
     if not isinstance(document, dict) or not isinstance(document.get("users"), list):
         raise SeedError('the file must be a JSON object with a "users" array')
     _no_unknown_keys(document, {"users"}, "the file")
-    seen_names: dict[str, str] = {}
-    seen_ids: dict[str, str] = {}
-    seen_tokens: dict[str, str] = {}
+    seen_names: dict[str, tuple] = {}
+    seen_ids: dict[str, tuple] = {}
+    seen_tokens: dict[str, tuple] = {}
     users = []
     default_expiry = now + timedelta(seconds=ttl_seconds)
     for index, entry in enumerate(document["users"]):
-        where = f"users[{index}]"
-        user = _parse_user(entry, where, now, default_expiry)
-        _once(seen_names, user.username, f"{where}.username", "username")
+        user = _parse_user(entry, Where(index), now, default_expiry)
+        _once(seen_names, user.username, (user.where, "username"), "username")
         if user.token_hash is not None:
-            _once(seen_tokens, user.token_hash, f"{where}.token", "token")
+            _once(seen_tokens, user.token_hash, (user.where, "token"), "token")
         for session in user.sessions:
-            _once(seen_ids, session.id, f"{session.where}.id", "session id")
-            _once(seen_tokens, session.token_hash, f"{session.where}.token", "token")
+            _once(seen_ids, session.id, (session.where, "id"), "session id")
+            _once(seen_tokens, session.token_hash, (session.where, "token"), "token")
         users.append(user)
     return users
 
 
 def store_seed(users: list[SeedUser]) -> tuple[int, int]:
     """Insert everything in one transaction after checking nothing clashes with the database."""
-    with write_transaction():
+    with write_transaction(), bulk_load_cache():
         _refuse_existing(users)
         user_rows = [
             {
@@ -132,7 +143,7 @@ def _parse_user(entry, where, now, default_expiry) -> SeedUser:
     if not isinstance(sessions, list):
         raise SeedError(f"{where}.sessions: must be an array")
     for index, item in enumerate(sessions):
-        user.sessions.append(_parse_session(item, f"{where}.sessions[{index}]", now, default_expiry))
+        user.sessions.append(_parse_session(item, Where(where.user, index), now, default_expiry))
     return user
 
 
@@ -164,10 +175,11 @@ def _text(entry, key, where, required=False, max_length=None, allow_empty=False)
         raise SeedError(f"{where}.{key}: must be a non-empty string")
     if max_length is not None and len(value) > max_length:
         raise SeedError(f"{where}.{key}: longer than {max_length} characters")
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        raise SeedError(f"{where}.{key}: is not valid Unicode text") from None
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise SeedError(f"{where}.{key}: is not valid Unicode text") from None
     return value
 
 
@@ -199,31 +211,37 @@ def _parse_date(text: str) -> datetime | None:
     return parsed.replace(microsecond=parsed.microsecond // 1000 * 1000)
 
 
-def _no_unknown_keys(entry: dict, allowed: set, where: str) -> None:
-    if entry.keys() <= allowed:
+def _no_unknown_keys(entry: dict, allowed: set, where) -> None:
+    if allowed.issuperset(entry):
         return
     unknown = sorted(entry.keys() - allowed)
     if unknown:
         raise SeedError(f"{where}: unknown field {unknown[0]!r} (allowed: {', '.join(sorted(allowed))})")
 
 
-def _once(seen: dict, value: str, where: str, what: str) -> None:
+def _once(seen: dict, value: str, place: tuple, what: str) -> None:
+    """Refuse `value` met before; `place` is (Where, field), spelled out only for the message."""
     if value in seen:
-        raise SeedError(f"{where}: {what} repeats {seen[value]}")
-    seen[value] = where
+        raise SeedError(f"{_spell(place)}: {what} repeats {_spell(seen[value])}")
+    seen[value] = place
+
+
+def _spell(place: tuple) -> str:
+    where, field_name = place
+    return f"{where}.{field_name}"
 
 
 def _refuse_existing(users: list[SeedUser]) -> None:
     """Refuse a username, session id or token the database already holds."""
     checks = [
-        (User.username, {u.username: f"{u.where}.username" for u in users}, "username"),
-        (User.api_token_hash, {u.token_hash: f"{u.where}.token" for u in users if u.token_hash}, "token"),
-        (LoginSession.id, {s.id: f"{s.where}.id" for u in users for s in u.sessions}, "session id"),
-        (LoginSession.token_hash, {s.token_hash: f"{s.where}.token" for u in users for s in u.sessions}, "token"),
+        (User.username, {u.username: (u.where, "username") for u in users}, "username"),
+        (User.api_token_hash, {u.token_hash: (u.where, "token") for u in users if u.token_hash}, "token"),
+        (LoginSession.id, {s.id: (s.where, "id") for u in users for s in u.sessions}, "session id"),
+        (LoginSession.token_hash, {s.token_hash: (s.where, "token") for u in users for s in u.sessions}, "token"),
     ]
     for column, wanted, what in checks:
         for value in _existing(column, list(wanted)):
-            raise SeedError(f"{wanted[value]}: {what} already exists in the database")
+            raise SeedError(f"{_spell(wanted[value])}: {what} already exists in the database")
 
 
 def _existing(column, values: list) -> list:
