@@ -16,7 +16,7 @@ from models import utcnow
 # each run gets a throwaway database, and each test an empty schema in it.
 POSTGRES_SERVER = os.environ.get("SESSIONS_TEST_POSTGRES_URL")
 BACKEND = "postgresql" if POSTGRES_SERVER else "sqlite"
-sqlite_only = pytest.mark.skipif(BACKEND != "sqlite", reason="SQLite file settings")
+sqlite_only = pytest.mark.skipif(BACKEND != "sqlite", reason="SQLite only (its file, pragmas or query planner)")
 
 WINDOWS_CHROME = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) Chrome/122.0.0.0"
 IPHONE_SAFARI = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) Safari/604.1"
