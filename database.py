@@ -125,8 +125,10 @@ def insert_many(table, rows: list[dict]) -> None:
     if not rows:
         return
     connection = db.session.connection()
-    statement = _bulk_inserts.setdefault(table.name, table.insert().values(
-        {column: bindparam(column.key) for column in table.columns if column.key in rows[0]}))
+    keys = tuple(sorted(rows[0]))
+    if (table.name, keys) not in _bulk_inserts:
+        _bulk_inserts[table.name, keys] = table.insert().values({key: bindparam(key) for key in keys})
+    statement = _bulk_inserts[table.name, keys]
     prepared = _prepared(statement, connection.dialect)
     cursor = connection.connection.dbapi_connection.cursor()
     try:
