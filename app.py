@@ -97,6 +97,7 @@ def create_app(config: dict | None = None) -> Flask:
     security_log.configure()
     register_error_handlers(app)
     app.register_blueprint(api)
+    # Kept on the app: Flask-Limiter's decorators hold the limiter only by weak reference.
     app.extensions["login_limiter"] = init_rate_limits(app, "api.login")
     cli.register(app)
     app.extensions["openapi"] = build_openapi(app)

@@ -78,7 +78,9 @@ class _Prepared:
         self.sql = str(compiled)
         self.positional = compiled.positional
         self.order = compiled.positiontup or []
-        self.binds = {name: _memoized(bind.type.dialect_impl(dialect).bind_processor(dialect))
+        # Bulk inserts repeat their values (seeded dates); a request's reads never do.
+        convert = _memoized if statement.is_insert else _as_is
+        self.binds = {name: convert(bind.type.dialect_impl(dialect).bind_processor(dialect))
                       for name, bind in compiled.binds.items()}
         columns = list(getattr(statement, "selected_columns", []))
         self.results = [column.type.dialect_impl(dialect).result_processor(dialect, None) for column in columns]
@@ -98,6 +100,10 @@ _prepared_cache: dict = {}
 def _memoized(processor):
     """A type's bind conversion, run once per distinct value (seeded rows repeat their dates)."""
     return None if processor is None else lru_cache(maxsize=4096)(processor)
+
+
+def _as_is(processor):
+    return processor
 
 
 @contextmanager

@@ -181,7 +181,11 @@ def test_other_users_sessions_never_appear(client):
 
 def test_head_and_options_do_not_leak_data(client):
     assert client.head(URL).status_code == 401
-    assert client.options(URL).status_code == 200
+    assert client.head(URL, headers=ALICE).status_code == 200
+    options = client.options(URL)
+    assert options.status_code == 200
+    assert set(options.headers["Allow"].split(", ")) >= {"GET", "DELETE"}
+    assert options.get_data() == b""  # no session listed without credentials
 
 
 def _login_more(client, count):
