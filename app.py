@@ -12,7 +12,7 @@ from database import configure_engine, db, migrate, schema_problem
 from errors import register_error_handlers
 from jsonprovider import OrjsonProvider
 from openapi import build_openapi
-from ratelimit import init_rate_limits
+from ratelimit import check_login_attempt, init_rate_limits
 from schemas import (
     dump_session_list,
     health_schema,
@@ -45,6 +45,7 @@ def delete_user_sessions():
 @api.post("/auth/login")
 def login():
     """Log in with a username and password; opens a session and sets its cookie."""
+    check_login_attempt()
     body = load_body(login_schema)
     user, token = sessions.log_in(body["username"], body["password"], request.user_agent.string)
     response = jsonify(login_response_schema.dump({"user": user}))
@@ -97,8 +98,7 @@ def create_app(config: dict | None = None) -> Flask:
     security_log.configure()
     register_error_handlers(app)
     app.register_blueprint(api)
-    # Kept on the app: Flask-Limiter's decorators hold the limiter only by weak reference.
-    app.extensions["login_limiter"] = init_rate_limits(app, "api.login")
+    init_rate_limits(app)
     cli.register(app)
     app.extensions["openapi"] = build_openapi(app)
     return app

@@ -18,6 +18,7 @@ DEFAULTS = {
     "TTL_SECONDS": 7 * 24 * 3600,
     "LOGIN_RATE_LIMIT": "10 per minute",
     "RATELIMIT_STORAGE_URL": "memory://",
+    "RATELIMIT_KEY_PREFIX": "zipline-sessions",  # keeps counts apart when services share a Redis
     "MAX_BODY_BYTES": 16 * 1024,
     "AUTO_MIGRATE": True,  # bring the schema to head at start; off: flask --app app db-upgrade
     "TRUSTED_PROXIES": 0,  # how many reverse proxies' X-Forwarded-For / -Proto to believe
@@ -40,8 +41,6 @@ def load_settings(app: Flask, overrides: dict | None) -> None:
     config["SQLALCHEMY_ENGINE_OPTIONS"] = {"hide_parameters": True}
     config["MAX_CONTENT_LENGTH"] = config["MAX_BODY_BYTES"]
     config["RATELIMIT_ENABLED"] = str(config["LOGIN_RATE_LIMIT"]).strip().lower() != "off"
-    config["RATELIMIT_STORAGE_URI"] = config["RATELIMIT_STORAGE_URL"]
-    config["RATELIMIT_HEADERS_ENABLED"] = True
 
 
 def _check(config) -> None:

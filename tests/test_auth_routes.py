@@ -122,3 +122,25 @@ def test_login_is_rate_limited_per_address_and_per_username(make_app):
     assert client.post(LOGIN, json={"username": "eve", "password": "x"}, environ_base=other).status_code == 401
     assert client.post(LOGIN, json={"username": "nobody", "password": "x"},
                        environ_base=other).status_code == 429
+
+
+def test_every_limit_of_a_multi_limit_setting_counts(make_app):
+    app = make_app(LOGIN_RATE_LIMIT="5 per minute; 2 per hour")
+    client = app.test_client(use_cookies=False)
+    answers = [log_in(client, username=f"u{n}", password="x") for n in range(3)]
+    assert [answer.status_code for answer in answers] == [401, 401, 429]
+    # The hour's window is the one to wait for, and only the refusal says so.
+    assert 60 < int(answers[2].headers["Retry-After"]) <= 3600
+    assert "Retry-After" not in answers[0].headers
+    assert not [name for name, _ in answers[0].headers.items() if name.lower().startswith("x-ratelimit")]
+
+
+def test_an_address_over_its_limit_does_not_use_up_the_username(make_app):
+    app = make_app(LOGIN_RATE_LIMIT="2 per minute")
+    client = app.test_client(use_cookies=False)
+    assert [log_in(client, username=f"u{n}", password="x").status_code for n in range(3)] == [401, 401, 429]
+    # u2's refused attempt was not counted against u2: another address may still try it twice.
+    other = {"REMOTE_ADDR": "10.0.0.2"}
+    tries = [client.post(LOGIN, json={"username": "u2", "password": "x"}, environ_base=other).status_code
+             for _ in range(3)]
+    assert tries == [401, 401, 429]
