@@ -48,28 +48,30 @@ def configure_engine(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def on_begin(connection):
-        options = connection.get_execution_options()
-        if options.get("single_read"):
-            return  # one read statement: its own consistent snapshot, no BEGIN/ROLLBACK trips
-        connection.exec_driver_sql("BEGIN IMMEDIATE" if options.get("write_lock") else "BEGIN")
+        write_lock = connection.get_execution_options().get("write_lock")
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if write_lock else "BEGIN")
 
 
 def read_rows(statement, params: dict) -> list:
-    """Run one prebuilt SELECT on a pooled connection of its own, outside any transaction.
+    """Run one prebuilt SELECT on a pooled DBAPI connection, outside any transaction.
 
     The request path's reads are single statements, each consistent on its own. The SQL is
     compiled by SQLAlchemy once per statement and dialect, with its types' own bind and
-    result conversions; each call then runs on the DBAPI cursor directly, which skips most
-    of the per-execute machinery (a GET spends a third less time; bench/README.md).
+    result conversions; each call then runs on the pooled DBAPI connection directly, which
+    skips SQLAlchemy's per-connection and per-execute machinery (README, "Benchmark"). The
+    pool still hands the connection out and takes it back (with its rollback on return).
     """
-    with db.engine.connect().execution_options(single_read=True) as connection:
-        prepared = _prepared(statement, connection.dialect)
-        cursor = connection.connection.dbapi_connection.cursor()
-        try:
-            cursor.execute(prepared.sql, prepared.arguments(params))
-            return [prepared.row(raw) for raw in cursor.fetchall()]
-        finally:
-            cursor.close()
+    engine = db.engine
+    prepared = _prepared(statement, engine.dialect)
+    connection = engine.raw_connection()
+    try:
+        cursor = connection.cursor()
+        cursor.execute(prepared.sql, prepared.arguments(params))
+        raws = cursor.fetchall()
+        cursor.close()
+    finally:
+        connection.close()
+    return prepared.rows(raws)
 
 
 class _Prepared:
@@ -83,15 +85,26 @@ class _Prepared:
         self.binds = {name: convert(bind.type.dialect_impl(dialect).bind_processor(dialect))
                       for name, bind in compiled.binds.items()}
         columns = list(getattr(statement, "selected_columns", []))
-        self.results = [column.type.dialect_impl(dialect).result_processor(dialect, None) for column in columns]
+        results = [column.type.dialect_impl(dialect).result_processor(dialect, None) for column in columns]
+        # Only the columns whose type converts (a date stored as text, say) are touched.
+        self.conversions = [(index, convert) for index, convert in enumerate(results) if convert]
         self.row_type = namedtuple("Row", [column.key for column in columns])
 
     def arguments(self, params: dict):
         values = {name: (self.binds[name](value) if self.binds[name] else value) for name, value in params.items()}
         return tuple(values[name] for name in self.order) if self.positional else values
 
-    def row(self, raw):
-        return self.row_type(*(convert(value) if convert else value for convert, value in zip(self.results, raw)))
+    def rows(self, raws: list) -> list:
+        make, conversions = self.row_type._make, self.conversions
+        if not conversions:
+            return [make(raw) for raw in raws]
+        rows = []
+        for raw in raws:
+            values = list(raw)
+            for index, convert in conversions:
+                values[index] = convert(values[index])
+            rows.append(make(values))
+        return rows
 
 
 _prepared_cache: dict = {}

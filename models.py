@@ -32,7 +32,7 @@ class User(db.Model):
 class LoginSession(db.Model):
     __tablename__ = "sessions"
     __table_args__ = (
-        Index("ix_sessions_user_id_created_at", "user_id", "created_at"),
+        Index("ix_sessions_user_id_created_at_id", "user_id", "created_at", "id"),  # the list, in order
         Index("ix_sessions_expires_at", "expires_at"),
     )
 

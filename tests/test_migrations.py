@@ -26,11 +26,12 @@ def test_a_database_at_the_first_revision_upgrades_to_head_keeping_everything(ma
                 [{"id": f"sess_o{n}", "hash": hash_token(f"cookie-o{n}"), "created": f"2024-01-0{n + 1} 00:00:00.000000"}
                  for n in range(3)],
             )
-        assert "ix_sessions_expires_at" not in _indexes()
+        assert "ix_sessions_user_id_created_at" in _indexes() and "ix_sessions_expires_at" not in _indexes()
 
     upgraded = make_app()  # AUTO_MIGRATE on: the start upgrades
     with upgraded.app_context():
-        assert "ix_sessions_expires_at" in _indexes()
+        assert {"ix_sessions_expires_at", "ix_sessions_user_id_created_at_id"} <= _indexes()
+        assert "ix_sessions_user_id_created_at" not in _indexes()
     client = upgraded.test_client(use_cookies=False)
     body = client.get(SESSIONS, headers={"Authorization": "tok-olga", **cookie("cookie-o1")}).json
     assert body["current"]["id"] == "sess_o1"

@@ -27,3 +27,4 @@ def test_every_table_is_searched_by_an_index(app, statement):
     for step in plan:
         assert not step.startswith("SCAN"), plan  # a SCAN reads the whole table
     assert all("INDEX" in step for step in plan if step.startswith("SEARCH")), plan
+    assert not [step for step in plan if "TEMP B-TREE" in step], plan  # the index gives the order: no sort
