@@ -3,11 +3,12 @@
 from datetime import UTC, datetime, timedelta
 from typing import NamedTuple
 
-from sqlalchemy import ForeignKey, Index, String, and_, bindparam, delete, select
+from sqlalchemy import ForeignKey, Index, String, and_, bindparam, delete, select, type_coerce
 from sqlalchemy.orm import Mapped, mapped_column
 
 import credentials
 from database import db, read_rows
+from timestamps import WireTimestamp
 from useragent import MAX_UA_LENGTH, clean_ua, describe
 
 
@@ -47,8 +48,10 @@ class LoginSession(db.Model):
 
 
 Session = LoginSession.__table__
-# What a caller may see of a session; never the token hash.
-PUBLIC_COLUMNS = (Session.c.id, Session.c.created_at, Session.c.ua, Session.c.client, Session.c.device)
+# What a caller may see of a session, never the token hash; created_at comes out as its
+# wire text (timestamps.py).
+PUBLIC_COLUMNS = (Session.c.id, type_coerce(Session.c.created_at, WireTimestamp()).label("created_at"),
+                  Session.c.ua, Session.c.client, Session.c.device)
 
 
 def create_user(username: str, password: str | None) -> tuple[User, str]:

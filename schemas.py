@@ -7,14 +7,9 @@ from werkzeug.exceptions import BadRequest, UnsupportedMediaType
 from useragent import DEVICES
 
 
-def format_timestamp(value) -> str:
-    """UTC ISO 8601 with milliseconds and Z: 2024-03-15T10:30:00.000Z (stored naive UTC)."""
-    return value.isoformat(timespec="milliseconds") + "Z"
-
-
-class Timestamp(fields.Field):
-    def _serialize(self, value, attr, obj, **kwargs):
-        return None if value is None else format_timestamp(value)
+class Timestamp(fields.String):
+    """2024-03-15T10:30:00.000Z (OpenAPI: date-time). Session rows carry it as this text
+    already: the list queries read it so (timestamps.WireTimestamp)."""
 
 
 class StrictBoolean(fields.Boolean):
@@ -113,7 +108,7 @@ def dump_session_list(listing: dict) -> dict:
 
 
 def _dump_session(row) -> dict:
-    return {"id": row.id, "createdAt": format_timestamp(row.created_at), "ua": row.ua,
+    return {"id": row.id, "createdAt": row.created_at, "ua": row.ua,
             "client": row.client, "device": row.device}
 revoke_schema = RevokeSchema()
 login_schema = LoginSchema()

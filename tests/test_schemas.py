@@ -1,11 +1,17 @@
-"""The request path's serializer and the marshmallow schema give the same body."""
+"""The request path's serializer and the marshmallow schema give the same body; timestamps
+read as wire text equal those formatted from datetimes."""
 
 import random
 from datetime import datetime, timedelta
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from schemas import dump_session_list, format_timestamp, session_list_schema
+import models
+from database import db
+from schemas import dump_session_list, session_list_schema
+from timestamps import format_timestamp
 
 
 class Row:
@@ -15,7 +21,8 @@ class Row:
 
 def random_row(rng):
     created = datetime(2020, 1, 1) + timedelta(milliseconds=rng.randrange(10**11))
-    return Row(id=f"sess_{rng.randrange(10**9)}", created_at=created, ua=rng.choice(["", "curl/8", 'é ☃ "q"']),
+    # Rows carry createdAt as wire text already (timestamps.WireTimestamp).
+    return Row(id=f"sess_{rng.randrange(10**9)}", created_at=format_timestamp(created), ua=rng.choice(["", "curl/8", 'é ☃ "q"']),
                client=rng.choice(["Chrome", "Unknown"]), device=rng.choice(["Desktop", "Mobile"]))
 
 
@@ -34,3 +41,15 @@ def test_fast_dump_equals_the_schema_dump(seed):
 ])
 def test_timestamps_have_milliseconds_and_z(value, text):
     assert format_timestamp(value) == text
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.datetimes(min_value=datetime(1970, 1, 1), max_value=datetime(9999, 12, 31)))
+def test_stored_timestamps_read_as_the_text_format_timestamp_gives(app, created):
+    """Whatever instant is stored, the list query's wire text is format_timestamp's."""
+    with app.app_context():
+        db.session.execute(models.LoginSession.__table__.update().where(models.LoginSession.id == "sess_bob1")
+                           .values(created_at=created))
+        db.session.commit()
+        [row] = models.list_sessions(user_id=2)
+    assert row.created_at == format_timestamp(created)
