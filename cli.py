@@ -5,6 +5,7 @@ import json
 import click
 from flask import Flask, current_app
 from flask.cli import with_appcontext
+from sqlalchemy.exc import IntegrityError
 
 import models
 import seed
@@ -41,10 +42,14 @@ def seed_command(path):
               help="Give a password (asked for when no value follows) so the user can log in.")
 def create_user(username, password):
     """Create a user and print their new API token (shown this once only)."""
-    if models.find_user_by_name(username) is not None:
-        raise click.ClickException(f"a user named {username!r} already exists")
-    with write_transaction():
-        user, token = models.create_user(username, password or None)
+    taken = click.ClickException(f"a user named {username!r} already exists")
+    try:
+        with write_transaction():
+            if models.find_user_by_name(username) is not None:
+                raise taken
+            user, token = models.create_user(username, password or None)
+    except IntegrityError:  # another create-user of this name committed first (PostgreSQL)
+        raise taken from None
     click.echo(f"Created user {username!r} (id {user.id}).")
     click.echo(f"API token (shown once, store it now): {token}")
 

@@ -66,9 +66,11 @@ def read_rows(statement, params: dict) -> list:
     connection = engine.raw_connection()
     try:
         cursor = connection.cursor()
-        cursor.execute(prepared.sql, prepared.arguments(params))
-        raws = cursor.fetchall()
-        cursor.close()
+        try:
+            cursor.execute(prepared.sql, prepared.arguments(params))
+            raws = cursor.fetchall()
+        finally:
+            cursor.close()
     finally:
         connection.close()
     return prepared.rows(raws)

@@ -61,6 +61,8 @@ def _check(config) -> None:
     limit = config["LOGIN_RATE_LIMIT"]
     if not isinstance(limit, str) or not _valid_limit(limit):
         raise ConfigError(f"SESSIONS_LOGIN_RATE_LIMIT is not a rate limit such as '10 per minute' or 'off': {limit!r}")
+    if not isinstance(config["RATELIMIT_KEY_PREFIX"], str):
+        raise ConfigError(f"SESSIONS_RATELIMIT_KEY_PREFIX must be text, not {config['RATELIMIT_KEY_PREFIX']!r}")
     if not isinstance(config["RATELIMIT_STORAGE_URL"], str) or "://" not in config["RATELIMIT_STORAGE_URL"]:
         raise ConfigError("SESSIONS_RATELIMIT_STORAGE_URL must be a storage URL such as memory:// or redis://host")
 

@@ -1,6 +1,10 @@
 """flask seed, create-user, list-sessions, revoke, purge-expired."""
 
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from conftest import SEED, cookie, write_json
@@ -107,6 +111,24 @@ def test_create_user_prints_a_token_once_that_works(app, runner, client):
     assert client.post("/api/auth/login", json={"username": "erin", "password": "x"}).status_code == 401
     again = runner.invoke(args=["create-user", "erin"])
     assert again.exit_code == 1 and "already exists" in again.output
+
+
+def test_concurrent_create_users_of_one_name_make_one_user(app, database_url):
+    """Real processes at once: one creates the user, the others say it exists (no traceback)."""
+    root = Path(__file__).resolve().parent.parent
+    flask = Path(sys.executable).parent / "flask"
+    env = {**os.environ, "SESSIONS_DATABASE_URL": database_url}
+    runs = [subprocess.Popen([str(flask), "--app", "app", "create-user", "zed"], cwd=root, env=env,
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for _ in range(4)]
+    outputs = [(run.wait(timeout=60), run.stdout.read()) for run in runs]
+    for run in runs:
+        run.stdout.close()
+    assert sorted(code for code, _ in outputs) == [0, 1, 1, 1], outputs
+    for code, output in outputs:
+        assert "Traceback" not in output
+        assert ("Created user 'zed'" if code == 0 else "a user named 'zed' already exists") in output
+    with app.app_context():
+        assert db.session.query(User).filter_by(username="zed").count() == 1
 
 
 def test_create_user_with_a_password_can_log_in(app, runner, client):
