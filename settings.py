@@ -4,6 +4,10 @@ import os
 
 from flask import Flask
 from limits import parse_many
+from limits.storage import SCHEMES
+
+# Where the login limit can count: the `limits` library's synchronous storages.
+STORAGE_SCHEMES = {scheme for scheme in SCHEMES if not scheme.startswith("async+")}
 
 
 class ConfigError(Exception):
@@ -63,8 +67,10 @@ def _check(config) -> None:
         raise ConfigError(f"SESSIONS_LOGIN_RATE_LIMIT is not a rate limit such as '10 per minute' or 'off': {limit!r}")
     if not isinstance(config["RATELIMIT_KEY_PREFIX"], str):
         raise ConfigError(f"SESSIONS_RATELIMIT_KEY_PREFIX must be text, not {config['RATELIMIT_KEY_PREFIX']!r}")
-    if not isinstance(config["RATELIMIT_STORAGE_URL"], str) or "://" not in config["RATELIMIT_STORAGE_URL"]:
-        raise ConfigError("SESSIONS_RATELIMIT_STORAGE_URL must be a storage URL such as memory:// or redis://host")
+    storage = config["RATELIMIT_STORAGE_URL"]
+    if not isinstance(storage, str) or "://" not in storage or storage.partition("://")[0] not in STORAGE_SCHEMES:
+        raise ConfigError("SESSIONS_RATELIMIT_STORAGE_URL must be a storage URL such as memory:// or "
+                          f"redis://host, not {storage!r}")
 
 
 def _valid_limit(text: str) -> bool:

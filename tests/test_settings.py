@@ -27,6 +27,8 @@ def test_environment_variables_configure_the_app(tmp_path, monkeypatch):
         ("SESSIONS_COOKIE_SECURE", "yes", "SESSIONS_COOKIE_SECURE must be true or false"),
         ("SESSIONS_COOKIE_NAME", '"a b"', "SESSIONS_COOKIE_NAME is not a valid cookie name"),
         ("SESSIONS_LOGIN_RATE_LIMIT", "lots", "SESSIONS_LOGIN_RATE_LIMIT is not a rate limit"),
+        ("SESSIONS_RATELIMIT_STORAGE_URL", "foo://x", "SESSIONS_RATELIMIT_STORAGE_URL must be a storage URL"),
+        ("SESSIONS_RATELIMIT_STORAGE_URL", "redis", "SESSIONS_RATELIMIT_STORAGE_URL must be a storage URL"),
     ],
 )
 def test_a_bad_setting_stops_the_start_and_names_itself(tmp_path, monkeypatch, variable, value, message):
