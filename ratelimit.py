@@ -2,8 +2,9 @@
 
 `limits` is the counting engine under Flask-Limiter. It is used directly because
 Flask-Limiter hooks into every request of the app, limited or not, and its hooks cost a
-GET more than its database work (a third of a GET's time; README, "Benchmark"). Here the
-login view alone asks `check_login_attempt()`; no other request pays anything.
+GET more than its database work (they added over a third to a GET's time; README,
+"Benchmark"). Here the login view alone asks `check_login_attempt()`; no other request
+pays anything.
 """
 
 import math
@@ -17,6 +18,7 @@ from werkzeug.exceptions import HTTPException, TooManyRequests
 
 from schemas import request_json
 from security_log import security_event
+from settings import rate_limit_is_off
 
 TOO_MANY = "Too many login attempts, try again later."
 
@@ -43,7 +45,7 @@ class LoginLimiter:
 def init_rate_limits(app: Flask) -> None:
     """Give this app its login limiter, unless SESSIONS_LOGIN_RATE_LIMIT is off."""
     config = app.config
-    if config["RATELIMIT_ENABLED"]:
+    if not rate_limit_is_off(config["LOGIN_RATE_LIMIT"]):
         app.extensions["login_limiter"] = LoginLimiter(
             config["LOGIN_RATE_LIMIT"], config["RATELIMIT_STORAGE_URL"], config["RATELIMIT_KEY_PREFIX"])
 

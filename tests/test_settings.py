@@ -12,10 +12,11 @@ def test_environment_variables_configure_the_app(tmp_path, monkeypatch):
     monkeypatch.setenv("SESSIONS_COOKIE_SECURE", "true")
     monkeypatch.setenv("SESSIONS_COOKIE_NAME", "sid")
     monkeypatch.setenv("SESSIONS_LOGIN_RATE_LIMIT", "off")
-    config = create_app().config
+    app = create_app()
+    config = app.config
     assert config["SQLALCHEMY_DATABASE_URI"] == f"sqlite:///{tmp_path / 'env.db'}"
     assert (config["TTL_SECONDS"], config["COOKIE_SECURE"], config["COOKIE_NAME"]) == (3600, True, "sid")
-    assert config["RATELIMIT_ENABLED"] is False
+    assert "login_limiter" not in app.extensions  # off: login is not limited at all
 
 
 @pytest.mark.parametrize(
