@@ -26,7 +26,20 @@ DEFAULTS = {
     "MAX_BODY_BYTES": 16 * 1024,
     "AUTO_MIGRATE": True,  # bring the schema to head at start; off: flask --app app db-upgrade
     "TRUSTED_PROXIES": 0,  # how many reverse proxies' X-Forwarded-For / -Proto to believe
+    # The service's own origin (scheme://host[:port]) as browsers see it; None: the request's
+    # scheme and Host. Behind a proxy that rewrites Host, set it (cross-site checks use it).
+    "PUBLIC_ORIGIN": None,
+    # Browser origins allowed to call the API with credentials (comma-separated); empty: none.
+    "CORS_ORIGINS": "",
+    # The server (serve.py runs Granian with these).
+    "BIND": "127.0.0.1:8000",  # host:port; port 0 picks a free one
+    "WORKERS": None,  # None: one worker process per core
+    "THREADS": 4,  # Python threads per worker that run requests
+    "LOG_LEVEL": "info",
+    "ACCESS_LOG": "-",  # "-": stdout, "off", or a file path
 }
+
+LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
 
 
 def load_settings(app: Flask, overrides: dict | None) -> None:
@@ -44,6 +57,9 @@ def load_settings(app: Flask, overrides: dict | None) -> None:
     # Database errors are logged; their SQL parameters (hashes, usernames) are not.
     config["SQLALCHEMY_ENGINE_OPTIONS"] = {"hide_parameters": True}
     config["MAX_CONTENT_LENGTH"] = config["MAX_BODY_BYTES"]
+    config["CORS_ORIGINS"] = parse_origins(config["CORS_ORIGINS"])
+    if config["WORKERS"] is None:
+        config["WORKERS"] = os.cpu_count() or 1
 
 
 def _check(config) -> None:
@@ -66,10 +82,57 @@ def _check(config) -> None:
         raise ConfigError(f"SESSIONS_LOGIN_RATE_LIMIT is not a rate limit such as '10 per minute' or 'off': {limit!r}")
     if not isinstance(config["RATELIMIT_KEY_PREFIX"], str):
         raise ConfigError(f"SESSIONS_RATELIMIT_KEY_PREFIX must be text, not {config['RATELIMIT_KEY_PREFIX']!r}")
+    _check_server(config)
+    _check_origins(config)
     storage = config["RATELIMIT_STORAGE_URL"]
     if not isinstance(storage, str) or "://" not in storage or storage.partition("://")[0] not in STORAGE_SCHEMES:
         raise ConfigError("SESSIONS_RATELIMIT_STORAGE_URL must be a storage URL such as memory:// or "
                           f"redis://host, not {storage!r}")
+
+
+def _check_server(config) -> None:
+    bind = config["BIND"]
+    host, _, port = bind.rpartition(":") if isinstance(bind, str) else ("", "", "")
+    if not host or not port.isdigit() or int(port) > 65535:
+        raise ConfigError(f"SESSIONS_BIND must be host:port such as 127.0.0.1:8000 (port 0: any free port), "
+                          f"not {bind!r}")
+    for key in ("WORKERS", "THREADS"):
+        value = config[key]
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value <= 0):
+            raise ConfigError(f"SESSIONS_{key} must be a positive whole number, not {value!r}")
+    if config["LOG_LEVEL"] not in LOG_LEVELS:
+        raise ConfigError(f"SESSIONS_LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}, not {config['LOG_LEVEL']!r}")
+    if not isinstance(config["ACCESS_LOG"], str) or not config["ACCESS_LOG"]:
+        raise ConfigError(f"SESSIONS_ACCESS_LOG must be -, off or a file path, not {config['ACCESS_LOG']!r}")
+
+
+def _check_origins(config) -> None:
+    public = config["PUBLIC_ORIGIN"]
+    if public is not None and (not isinstance(public, str) or not _is_origin(public)):
+        raise ConfigError(f"SESSIONS_PUBLIC_ORIGIN must be an origin such as https://files.example.com, not {public!r}")
+    origins = config["CORS_ORIGINS"]
+    if not isinstance(origins, str):
+        raise ConfigError(f"SESSIONS_CORS_ORIGINS must be comma-separated origins, not {origins!r}")
+    for origin in parse_origins(origins):
+        if origin == "*":
+            raise ConfigError("SESSIONS_CORS_ORIGINS cannot be '*': browsers refuse it with credentials; "
+                              "name each origin, such as http://localhost:5173")
+        if not _is_origin(origin):
+            raise ConfigError(f"SESSIONS_CORS_ORIGINS: {origin!r} is not an origin such as http://localhost:5173")
+
+
+def parse_origins(text: str | tuple) -> tuple[str, ...]:
+    """SESSIONS_CORS_ORIGINS as a tuple of origins (already parsed: as is)."""
+    if isinstance(text, tuple):
+        return text
+    return tuple(part.strip().rstrip("/") for part in text.split(",") if part.strip())
+
+
+def _is_origin(text: str) -> bool:
+    """scheme://host[:port] and nothing more (no path, query or credentials)."""
+    scheme, sep, rest = text.rstrip("/").partition("://")
+    return (scheme in ("http", "https") and bool(sep) and bool(rest)
+            and not any(c in rest for c in "/?#@ \t"))
 
 
 def rate_limit_is_off(text: str) -> bool:

@@ -30,6 +30,14 @@ def test_environment_variables_configure_the_app(tmp_path, monkeypatch):
         ("SESSIONS_LOGIN_RATE_LIMIT", "lots", "SESSIONS_LOGIN_RATE_LIMIT is not a rate limit"),
         ("SESSIONS_RATELIMIT_STORAGE_URL", "foo://x", "SESSIONS_RATELIMIT_STORAGE_URL must be a storage URL"),
         ("SESSIONS_RATELIMIT_STORAGE_URL", "redis", "SESSIONS_RATELIMIT_STORAGE_URL must be a storage URL"),
+        ("SESSIONS_BIND", "8000", "SESSIONS_BIND must be host:port"),
+        ("SESSIONS_BIND", "127.0.0.1:99999", "SESSIONS_BIND must be host:port"),
+        ("SESSIONS_WORKERS", "0", "SESSIONS_WORKERS must be a positive whole number"),
+        ("SESSIONS_THREADS", "many", "SESSIONS_THREADS must be a positive whole number"),
+        ("SESSIONS_LOG_LEVEL", "loud", "SESSIONS_LOG_LEVEL must be one of"),
+        ("SESSIONS_CORS_ORIGINS", "*", "SESSIONS_CORS_ORIGINS cannot be '\\*'"),
+        ("SESSIONS_CORS_ORIGINS", "http://localhost:5173,localhost:3000", "'localhost:3000' is not an origin"),
+        ("SESSIONS_PUBLIC_ORIGIN", "https://files.example.com/app", "SESSIONS_PUBLIC_ORIGIN must be an origin"),
     ],
 )
 def test_a_bad_setting_stops_the_start_and_names_itself(tmp_path, monkeypatch, variable, value, message):
@@ -37,3 +45,9 @@ def test_a_bad_setting_stops_the_start_and_names_itself(tmp_path, monkeypatch, v
     monkeypatch.setenv(variable, value)
     with pytest.raises(ConfigError, match=message):
         create_app()
+
+
+def test_cors_origins_are_a_comma_separated_list(make_app):
+    app = make_app(CORS_ORIGINS="http://localhost:5173, https://app.example.com/")
+    assert app.config["CORS_ORIGINS"] == ("http://localhost:5173", "https://app.example.com")
+    assert make_app().config["CORS_ORIGINS"] == ()
