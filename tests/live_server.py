@@ -1,4 +1,4 @@
-"""Start the real service (the CLI to seed, gunicorn to serve) on a free loopback port."""
+"""Start the real service (the CLI to seed, serve.py to run Granian) on a free loopback port."""
 
 import http.client
 import json
@@ -28,6 +28,8 @@ class LiveServer:
             **os.environ,
             "SESSIONS_DATABASE_URL": database_url,
             "SESSIONS_LOGIN_RATE_LIMIT": "off",
+            "SESSIONS_BIND": f"127.0.0.1:{self.port}",
+            "SESSIONS_WORKERS": str(workers),
             **(env or {}),
         }
         self.log = workdir / "server.log"
@@ -45,8 +47,7 @@ class LiveServer:
         return result.stdout
 
     def start(self) -> "LiveServer":
-        command = [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py",
-                   "-b", f"127.0.0.1:{self.port}", "-w", str(self.workers), "app:create_app()"]
+        command = [sys.executable, "serve.py"]
         with open(self.log, "ab") as log:
             # A session of its own, so that kill() can take the master and its workers at once.
             self.process = subprocess.Popen(command, cwd=ROOT, env=self.env, stdout=log, stderr=log,
@@ -55,11 +56,17 @@ class LiveServer:
         while time.monotonic() < deadline:
             assert self.process.poll() is None, self.log.read_text()
             try:
-                if self.request("GET", "/api/user/sessions")[0] == 401:
+                if self.request("GET", "/api/user/sessions")[0] == 401 and len(self.worker_pids()) == self.workers:
                     return self
             except OSError:
-                time.sleep(0.1)
+                pass
+            time.sleep(0.05)
         raise AssertionError("server did not start:\n" + self.log.read_text())
+
+    def worker_pids(self) -> list[int]:
+        """The PIDs of the server's worker processes (Granian forks them from serve.py)."""
+        tasks = Path(f"/proc/{self.process.pid}/task").glob("*/children")
+        return sorted(int(pid) for task in tasks for pid in task.read_text().split())
 
     def stop(self, sig=signal.SIGTERM) -> None:
         if self.process and self.process.poll() is None:

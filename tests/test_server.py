@@ -1,6 +1,7 @@
-"""The real thing: seeded through the CLI, served by gunicorn, driven over HTTP."""
+"""The real thing: seeded through the CLI, served by Granian (serve.py), driven over HTTP."""
 
 import json
+import os
 import signal
 import subprocess
 import threading
@@ -161,6 +162,26 @@ def test_sigterm_lets_in_flight_requests_finish(tmp_path, database_url):
         assert status == 200 and answered > signalled  # answered after the signal, not cut off
     assert server.process.wait(timeout=30) == 0
     assert "Shutting down" in server.log.read_text()
+
+
+def test_a_crashed_worker_is_replaced(tmp_path, database_url):
+    server = LiveServer(tmp_path, database_url, SEED, workers=2).start()
+    try:
+        crashed = server.worker_pids()[0]
+        os.kill(crashed, signal.SIGKILL)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            pids = server.worker_pids()
+            if len(pids) == 2 and crashed not in pids:
+                break
+            time.sleep(0.1)
+        assert len(pids) == 2 and crashed not in pids, server.log.read_text()
+        # Every worker answers again: more requests than workers, each on a new connection.
+        for _ in range(10):
+            assert server.request("GET", SESSIONS, {"Cookie": "zipline_token=cookie-abc"})[0] == 200
+        assert server.process.poll() is None
+    finally:
+        server.stop()
 
 
 def test_the_logs_hold_events_but_no_secret(server):

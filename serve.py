@@ -1,0 +1,88 @@
+"""Serve zipline-sessions with Granian: `python serve.py`, configured by SESSIONS_* variables.
+
+Granian reads GRANIAN_* variables and flags; this launcher keeps the service's one interface.
+It builds the app once, before any worker exists, so a wrong setting stops the start with one
+line, migrations run once, and ua-parser's matchers are built once; the workers are forked
+from it and share that memory.
+"""
+
+import multiprocessing
+import sys
+from pathlib import Path
+
+from granian import Granian
+from granian.constants import HTTPModes, Interfaces
+from granian.http import HTTP1Settings
+from granian.log import LogLevels
+
+ROOT = Path(__file__).resolve().parent
+
+# Address, time, method, path (Granian's path never holds the query string), protocol, status,
+# milliseconds, User-Agent: no cookie, no Authorization header. Granian has no size atom.
+ACCESS_LOG_FORMAT = '%(addr)s [%(time)s] "%(method)s %(path)s %(protocol)s" %(status)d %(dt_ms).1fms ' \
+                    '"%(header{user-agent})s"'
+# A client gets this long to send its request headers (Granian reads them outside Python).
+HEADER_READ_TIMEOUT_MS = 10_000
+# On SIGTERM, workers finish the requests they hold within this long, then are killed.
+GRACEFUL_SECONDS = 20
+# Connections each worker takes on at once; slow clients wait in Granian, not in Python threads.
+BACKPRESSURE = 2048
+
+
+def build_server(app) -> Granian:
+    """A Granian server for `app` (already built) as its configuration says."""
+    config = app.config
+    host, _, port = config["BIND"].rpartition(":")
+    access_log = config["ACCESS_LOG"]
+    return Granian(
+        "app:create_app",  # for Granian's process titles; the workers run the app built here
+        address=host.strip("[]"),
+        port=int(port),
+        interface=Interfaces.WSGI,
+        http=HTTPModes.http1,
+        workers=config["WORKERS"],
+        blocking_threads=config["THREADS"],
+        backlog=BACKPRESSURE,
+        backpressure=BACKPRESSURE,
+        http1_settings=HTTP1Settings(header_read_timeout=HEADER_READ_TIMEOUT_MS),
+        log_level=LogLevels(config["LOG_LEVEL"]),
+        log_access=access_log != "off",
+        log_access_format=ACCESS_LOG_FORMAT,
+        log_dictconfig=_access_log_to_file(access_log) if access_log not in ("-", "off") else None,
+        respawn_failed_workers=True,
+        workers_kill_timeout=GRACEFUL_SECONDS,
+        working_dir=ROOT,
+    )
+
+
+def _access_log_to_file(path: str) -> dict:
+    """Granian's logging configuration with its access log sent to `path`."""
+    from granian.log import LOGGING_CONFIG
+
+    handlers = dict(LOGGING_CONFIG["handlers"])
+    handlers["access"] = {"formatter": "access", "class": "logging.FileHandler", "filename": path}
+    return {"handlers": handlers}
+
+
+def main() -> int:
+    from app import create_app
+    from database import db
+    from settings import ConfigError
+
+    try:
+        app = create_app()
+    except ConfigError as error:
+        print(f"zipline-sessions: {error}", file=sys.stderr)
+        return 2
+    with app.app_context():
+        db.engine.dispose()  # no connection crosses the fork: each worker opens its own
+    # Workers are forked from this process (so they share the built app); Python 3.14 would
+    # otherwise pick forkserver, and Granian then spawn, which rebuilds everything per worker.
+    multiprocessing.set_start_method("fork", force=True)
+    server = build_server(app)
+    server.serve(target_loader=lambda _target: app)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
