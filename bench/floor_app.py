@@ -2,7 +2,7 @@
 
 Written for the benchmark, not part of the service: the most a Python process does for this
 work (two indexed lookups, one listing, a JSON body), over the same SQLite file and schema.
-gunicorn 'bench.floor_app:app' with BENCH_DATABASE=/path/to/sessions.db
+granian --interface wsgi bench.floor_app:app, with BENCH_DATABASE=/path/to/sessions.db
 """
 
 import hashlib

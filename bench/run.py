@@ -1,22 +1,28 @@
-"""The benchmark: seed, serve with the production server, load it with wrk, print a table.
+"""The benchmark: seed, serve with the production server (Granian), load it with wrk, print tables.
 
-python bench/run.py [--users 10000 100000] [--sessions 10] [--seconds 10] [--connections 16] [--rounds 3]
+python bench/run.py [--users 10000 100000] [--sessions 10] [--seconds 10] [--connections 16]
+                    [--rounds 3] [--threads 1] [--postgres URL | --no-postgres]
 
-For each database size: seeds N users x K sessions through `flask seed` (timed), starts
-gunicorn with one worker pinned to core 0 (taskset, where it exists), drives it with wrk
-pinned to core 1, and measures the raw-WSGI floor (bench/floor_app.py) over the same file.
-Access logs are off for both servers, so both do the same work. The GETs and the floor are
-measured round by round and the median round shown, since a shared machine is noisy.
+For each database size: seeds N users x K sessions through `flask seed` (timed), starts the
+service (serve.py: Granian, one worker) pinned to core 0 and drives it with wrk pinned to core 1.
+Beside it, on the same file and the same Granian settings: the raw-WSGI floor
+(bench/floor_app.py), and two constant apps (bench/constant_apps.py) that show what a request
+costs before any work. Reads are measured round by round (service, floor, ...) and each row
+keeps its median round, since a shared machine is noisy. Then: DELETE, logins, GET p99 while
+logins run (the service's production thread count), and the same data on PostgreSQL.
+Access logs are off for every server, so all do the same work.
 """
 
 import argparse
 import os
 import re
+import secrets
 import shutil
 import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -24,6 +30,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 PASSWORD_USERS = 16
+TICKS = os.sysconf("SC_CLK_TCK")
+DEFAULT_POSTGRES = "postgresql+psycopg://root@127.0.0.1:5432/postgres"
 
 
 def free_port() -> int:
@@ -36,32 +44,83 @@ def pinned(core: int, command: list) -> list:
     return (["taskset", "-c", str(core)] if shutil.which("taskset") and os.cpu_count() > 1 else []) + command
 
 
-def serve(app: str, env: dict) -> tuple[subprocess.Popen, int]:
+class Server:
+    """A server process pinned to core 0, up when it answers."""
+
+    def __init__(self, command: list, env: dict, port: int):
+        self.port = port
+        self.process = subprocess.Popen(pinned(0, command), cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                                        stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/api/user/sessions", timeout=1)
+                return
+            except urllib.error.HTTPError:
+                return
+            except OSError:
+                time.sleep(0.2)
+        raise SystemExit(f"{command} did not start")
+
+    def worker_pid(self) -> int:
+        tasks = Path(f"/proc/{self.process.pid}/task").glob("*/children")
+        return max(int(pid) for task in tasks for pid in task.read_text().split())
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait()
+
+
+def service(env: dict, threads: int) -> Server:
     port = free_port()
-    command = pinned(0, [str(BIN / "gunicorn"), "-c", "gunicorn.conf.py", "-w", "1", "-b", f"127.0.0.1:{port}", app])
-    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
+    return Server([sys.executable, "serve.py"], {**env, "SESSIONS_BIND": f"127.0.0.1:{port}",
+                                                  "SESSIONS_WORKERS": "1", "SESSIONS_THREADS": str(threads)}, port)
+
+
+def granian(target: str, env: dict, threads: int) -> Server:
+    """A plain WSGI app under Granian with the service's settings (one worker, HTTP/1)."""
+    port = free_port()
+    command = [str(BIN / "granian"), "--interface", "wsgi", "--http", "1", "--no-ws", "--workers", "1",
+               "--blocking-threads", str(threads), "--backpressure", "2048", "--host", "127.0.0.1",
+               "--port", str(port), target]
+    return Server(command, env, port)
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    total = 0
+    for pid in pids:
         try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/api/user/sessions", timeout=1)
-        except urllib.error.HTTPError:
-            return process, port
-        except OSError:
-            time.sleep(0.2)
-    raise SystemExit(f"{app} did not start")
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])  # utime, stime
+        except (OSError, IndexError):
+            pass
+    return total / TICKS
 
 
-def wrk(port: int, mode: str, env: dict, seconds: int, connections: int, start: int = 0) -> dict:
+def postgres_pids() -> list[int]:
+    out = subprocess.run(["pgrep", "-x", "postgres"], capture_output=True, text=True, check=False).stdout
+    return [int(pid) for pid in out.split()]
+
+
+def wrk(server: Server, mode: str, env: dict, seconds: int, connections: int, start: int = 0,
+        postgres: bool = False) -> dict:
     """One wrk run; `start` moves the DELETE walk past sessions an earlier run revoked."""
-    command = pinned(1, ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--timeout", "10s", "--latency",
-                         "-s", str(ROOT / "bench" / "load.lua"), f"http://127.0.0.1:{port}"])
+    command = pinned(1, ["wrk", "-t2" if connections > 1 else "-t1", f"-c{connections}", f"-d{seconds}s",
+                         "--timeout", "10s", "--latency", "-s", str(ROOT / "bench" / "load.lua"),
+                         f"http://127.0.0.1:{server.port}"])
+    watched = [server.worker_pid()] + (postgres_pids() if postgres else [])
+    before, started = cpu_seconds(watched[:1]), time.monotonic()
+    database_before = cpu_seconds(watched[1:])
     output = subprocess.run(command, env={**env, "BENCH_MODE": mode, "BENCH_START": str(start)},
                             capture_output=True, text=True, check=True).stdout
+    elapsed = time.monotonic() - started
     latency = dict(re.findall(r"^\s+(50|99)%\s+([\d.]+\w+)", output, re.MULTILINE))
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
     return {"rps": float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1)),
             "p50": milliseconds(latency["50"]), "p99": milliseconds(latency["99"]),
-            "errors": int(errors.group(1)) if errors else 0}
+            "errors": int(errors.group(1)) if errors else 0,
+            "cpu": (cpu_seconds(watched[:1]) - before) / elapsed,
+            "db_cpu": (cpu_seconds(watched[1:]) - database_before) / elapsed if postgres else None}
 
 
 def milliseconds(text: str) -> float:
@@ -69,53 +128,162 @@ def milliseconds(text: str) -> float:
     return float(value) * {"us": 0.001, "ms": 1, "s": 1000, "m": 60000}[unit]
 
 
-def worker_rss_mb(master: subprocess.Popen) -> float:
-    children = subprocess.run(["ps", "--ppid", str(master.pid), "-o", "rss="], capture_output=True,
-                              text=True, check=False).stdout.split()
-    if not children:  # taskset execs gunicorn, so the master is master.pid itself
-        return 0.0
-    return sum(int(kb) for kb in children) / 1024
+def rss_mb(server: Server) -> float:
+    status = Path(f"/proc/{server.worker_pid()}/status").read_text()
+    return int(re.search(r"VmRSS:\s+(\d+)", status).group(1)) / 1024
 
 
-def run_size(users: int, args) -> dict:
+def seed(env: dict, seed_file: Path) -> float:
+    started = time.monotonic()
+    subprocess.run([str(BIN / "flask"), "--app", "app", "seed", str(seed_file)], cwd=ROOT, env=env, check=True,
+                   stdout=subprocess.DEVNULL)
+    return time.monotonic() - started
+
+
+def median_rounds(reads: list, env: dict, args) -> tuple[dict, dict]:
+    """Each read measured `args.rounds` times, interleaved; the median round of each."""
+    for _, mode, server in reads:
+        wrk(server, mode, env, 2, args.connections)  # warm up
+    rounds = {name: [] for name, _, _ in reads}
+    for _ in range(args.rounds):
+        for name, mode, server in reads:
+            rounds[name].append(wrk(server, mode, env, args.seconds, args.connections))
+    medians = {name: sorted(measured, key=lambda row: row["rps"])[len(measured) // 2]
+               for name, measured in rounds.items()}
+    return medians, rounds
+
+
+def gets_while_logging_in(env: dict, args) -> dict:
+    """GET p99 on one worker with the production thread count, alone and while 2 connections log in."""
+    server = service({k: v for k, v in env.items() if k != "SESSIONS_THREADS"}, threads=production_threads())
+    try:
+        wrk(server, "get", env, 2, args.connections)
+        alone = wrk(server, "get", env, args.seconds, args.connections)
+        logins = {}
+
+        def log_in():
+            logins.update(wrk(server, "login", env, args.seconds + 2, 2))
+
+        thread = threading.Thread(target=log_in)
+        thread.start()
+        time.sleep(1)
+        during = wrk(server, "get", env, args.seconds, args.connections)
+        thread.join()
+        return {"alone": alone, "during": during, "logins": logins, "threads": production_threads()}
+    finally:
+        server.stop()
+
+
+def production_threads() -> int:
+    sys.path.insert(0, str(ROOT))
+    from settings import DEFAULTS
+
+    return int(os.environ.get("SESSIONS_THREADS", DEFAULTS["THREADS"]))
+
+
+def run_size(users: int, args, constants: dict) -> dict:
     work = Path(tempfile.mkdtemp(prefix=f"zipline-bench-{users}-"))
     seed_file, database = work / "seed.json", work / "sessions.db"
     subprocess.run([sys.executable, str(ROOT / "bench" / "make_seed.py"), str(users), str(args.sessions),
                     str(seed_file), str(PASSWORD_USERS)], check=True)
-    env = {**os.environ, "SESSIONS_DATABASE_URL": f"sqlite:///{database}", "SESSIONS_LOGIN_RATE_LIMIT": "1000000 per minute",
-           "SESSIONS_ACCESS_LOG": "off", "SESSIONS_TTL_SECONDS": str(10 * 365 * 86400),
+    env = {**os.environ, "SESSIONS_DATABASE_URL": f"sqlite:///{database}",
+           "SESSIONS_LOGIN_RATE_LIMIT": "1000000 per minute", "SESSIONS_ACCESS_LOG": "off",
+           "SESSIONS_TTL_SECONDS": str(10 * 365 * 86400), "SESSIONS_LOG_LEVEL": "warning",
            "BENCH_USERS": str(users), "BENCH_SESSIONS": str(args.sessions),
            "BENCH_PASSWORD_USERS": str(PASSWORD_USERS), "BENCH_DATABASE": str(database)}
-    started = time.monotonic()
-    subprocess.run([str(BIN / "flask"), "--app", "app", "seed", str(seed_file)], cwd=ROOT, env=env, check=True,
-                   stdout=subprocess.DEVNULL)
-    seeded = time.monotonic() - started
-    service, port = serve("app:create_app()", env)
-    floor, floor_port = serve("bench.floor_app:app", env)
-    results = {"seed_seconds": seeded}
+    results = {"seed_seconds": seed(env, seed_file)}
+    servers = {"service": service(env, args.threads), "floor": granian("bench.floor_app:app", env, args.threads)}
+    if not constants:
+        servers["flask"] = granian("bench.constant_apps:flask_app", env, args.threads)
+        servers["raw"] = granian("bench.constant_apps:raw", env, args.threads)
     try:
-        # Login is bound by scrypt (~0.1 s a try, by design): 2 connections, or wrk only sees queueing.
-        # The reads go round by round (service, floor, service, ...) and each row keeps its
-        # median round: a shared machine's noise then falls on both sides alike.
-        reads = (("get", "get", port), ("floor", "get", floor_port), ("get-token", "get-token", port))
-        for _, mode, port_ in reads:
-            wrk(port_, mode, env, 2, args.connections)  # warm up
-        rounds = {name: [] for name, _, _ in reads}
-        for _ in range(args.rounds):
-            for name, mode, port_ in reads:
-                rounds[name].append(wrk(port_, mode, env, args.seconds, args.connections))
-        for name, measured in rounds.items():
-            results[name] = sorted(measured, key=lambda row: row["rps"])[len(measured) // 2]
-        results["rounds"] = rounds
-        results["delete"] = wrk(port, "delete", env, args.seconds, args.connections, start=users)
-        results["login"] = wrk(port, "login", env, args.seconds, 2)
-        results["rss_mb"] = worker_rss_mb(service)
+        reads = [("get", "get", servers["service"]), ("floor", "get", servers["floor"]),
+                 ("get-token", "get-token", servers["service"]), ("verify", "verify", servers["service"])]
+        reads += [(name, "get", servers[name]) for name in ("flask", "raw") if name in servers]
+        medians, results["rounds"] = median_rounds(reads, env, args)
+        results.update(medians)
+        constants.update({name: medians[name] for name in ("flask", "raw") if name in medians})
+        results["delete"] = wrk(servers["service"], "delete", env, args.seconds, args.connections, start=users)
+        results["login"] = wrk(servers["service"], "login", env, args.seconds, 2)
+        results["rss_mb"] = rss_mb(servers["service"])
     finally:
-        for process in (service, floor):
-            process.terminate()
-            process.wait()
-        shutil.rmtree(work, ignore_errors=True)
+        for server in servers.values():
+            server.stop()
+    results["interference"] = gets_while_logging_in(env, args)
+    if args.postgres:
+        results["postgres"] = run_postgres(env, seed_file, users, args)
+    shutil.rmtree(work, ignore_errors=True)
     return results
+
+
+def run_postgres(env: dict, seed_file: Path, users: int, args) -> dict:
+    """The same seed in a fresh PostgreSQL database: seeding, GET and DELETE, with CPU use."""
+    from sqlalchemy import create_engine
+    from sqlalchemy.engine import make_url
+
+    name = f"zipline_bench_{secrets.token_hex(4)}"
+    admin = create_engine(args.postgres, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    url = make_url(args.postgres).set(database=name).render_as_string(hide_password=False)
+    env = {**env, "SESSIONS_DATABASE_URL": url}
+    try:
+        results = {"seed_seconds": seed(env, seed_file)}
+        server = service(env, args.threads)
+        try:
+            wrk(server, "get", env, 2, args.connections)
+            results["get"] = wrk(server, "get", env, args.seconds, args.connections, postgres=True)
+            results["delete"] = wrk(server, "delete", env, args.seconds, args.connections, start=users,
+                                    postgres=True)
+        finally:
+            server.stop()
+        return results
+    finally:
+        with admin.connect() as connection:
+            connection.exec_driver_sql(f'DROP DATABASE "{name}" WITH (FORCE)')
+        admin.dispose()
+
+
+def print_size(users: int, results: dict, constants: dict, args) -> None:
+    print(f"\n{users} users x {args.sessions} sessions on SQLite: seeded in {results['seed_seconds']:.1f} s; "
+          f"worker RSS after the run {results['rss_mb']:.0f} MB")
+    print(f"{'request':<34}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'CPU':>7}{'non-2xx':>9}")
+    rows = [("get", "GET token+cookie"), ("get-token", "GET token only"), ("verify", "GET /api/auth/verify"),
+            ("delete", "DELETE one session"), ("login", "POST login (2 connections)"),
+            ("floor", "floor: raw WSGI GET")]
+    for key, label in rows:
+        print_row(label, results[key])
+    for key, label in (("flask", "constant Flask view"), ("raw", "constant raw WSGI app")):
+        if key in constants:
+            print_row(label, constants[key])
+    if "postgres" in results:
+        postgres = results["postgres"]
+        print_row("PostgreSQL: GET token+cookie", postgres["get"])
+        print_row("PostgreSQL: DELETE one session", postgres["delete"])
+        print(f"PostgreSQL: seeded in {postgres['seed_seconds']:.1f} s; GET {postgres['get']['rps'] / results['get']['rps']:.2f}x "
+              f"SQLite's; PostgreSQL's own CPU during GET {postgres['get']['db_cpu']:.0%}, "
+              f"during DELETE {postgres['delete']['db_cpu']:.0%}")
+    get, floor = results["get"], results["floor"]
+    print(f"GET token+cookie / floor: {get['rps'] / floor['rps']:.2f}x req/s, "
+          f"p99 {get['p99'] / floor['p99']:.2f}x the floor's (medians of {args.rounds} rounds); "
+          f"verify / GET: {results['verify']['rps'] / get['rps']:.2f}x")
+    ratios = [g["rps"] / f["rps"] for g, f in zip(results["rounds"]["get"], results["rounds"]["floor"])]
+    print("req/s ratio round by round: " + ", ".join(f"{ratio:.2f}x" for ratio in ratios))
+    if {"flask", "raw"} <= constants.keys():
+        ours = 1e6 / get["rps"] - 1e6 / constants["flask"]["rps"]
+        floors = 1e6 / floor["rps"] - 1e6 / constants["raw"]["rps"]
+        print(f"per request on one core: service {1e6 / get['rps']:.0f} us = constant Flask view "
+              f"{1e6 / constants['flask']['rps']:.0f} us + {ours:.0f} us; floor {1e6 / floor['rps']:.0f} us = "
+              f"constant raw app {1e6 / constants['raw']['rps']:.0f} us + {floors:.0f} us")
+    interference = results["interference"]
+    alone, during = interference["alone"], interference["during"]
+    print(f"GET p99 with {interference['threads']} threads: {alone['p99']:.2f} ms alone, {during['p99']:.2f} ms "
+          f"while 2 connections log in ({during['p99'] / alone['p99']:.2f}x; {during['rps']:.0f} GET req/s, "
+          f"{interference['logins']['rps']:.1f} logins/s, login p99 {interference['logins']['p99']:.0f} ms)")
+
+
+def print_row(label: str, row: dict) -> None:
+    print(f"{label:<34}{row['rps']:>9.0f}{row['p50']:>9.2f}{row['p99']:>9.2f}{row['cpu']:>7.0%}{row['errors']:>9}")
 
 
 def main() -> None:
@@ -125,28 +293,21 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--rounds", type=int, default=3, help="rounds of the reads; the median is shown")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="Granian blocking threads for the read comparisons (service and floor alike)")
+    parser.add_argument("--postgres", default=os.environ.get("SESSIONS_BENCH_POSTGRES_URL", DEFAULT_POSTGRES),
+                        help="a PostgreSQL server URL; a throwaway database is made there")
+    parser.add_argument("--no-postgres", dest="postgres", action="store_const", const=None)
     args = parser.parse_args()
     if not shutil.which("wrk"):
         raise SystemExit("wrk is missing: apt-get install wrk")
-    print(f"{os.cpu_count()} cores, {args.connections} connections, {args.seconds} s a run; "
-          "server pinned to core 0, wrk to core 1")
-    table = []
+    print(f"{os.cpu_count()} cores, {args.connections} connections, {args.seconds} s a run, "
+          f"{args.threads} blocking thread(s); servers pinned to core 0, wrk to core 1")
+    table, constants = [], {}
     for users in args.users:
-        results = run_size(users, args)
+        results = run_size(users, args, constants)
         table.append((users, results))
-        print(f"\n{users} users x {args.sessions} sessions: seeded in {results['seed_seconds']:.1f} s; "
-              f"worker RSS after the run {results['rss_mb']:.0f} MB")
-        print(f"{'request':<24}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'non-2xx':>8}")
-        for mode, label in (("get", "GET token+cookie"), ("get-token", "GET token only"),
-                            ("delete", "DELETE one session"), ("login", "POST login"),
-                            ("floor", "floor: raw WSGI GET")):
-            row = results[mode]
-            print(f"{label:<24}{row['rps']:>10.0f}{row['p50']:>10.2f}{row['p99']:>10.2f}{row['errors']:>8}")
-        get, floor = results["get"], results["floor"]
-        print(f"GET token+cookie / floor: {get['rps'] / floor['rps']:.2f}x req/s, "
-              f"p99 {get['p99'] / floor['p99']:.2f}x the floor's (medians of {args.rounds} rounds)")
-        ratios = [g["rps"] / f["rps"] for g, f in zip(results["rounds"]["get"], results["rounds"]["floor"])]
-        print("req/s ratio round by round: " + ", ".join(f"{ratio:.2f}x" for ratio in ratios))
+        print_size(users, results, constants, args)
     if len(table) > 1:
         (small, first), (large, last) = table[0], table[-1]
         growth = last["get"]["p50"] / first["get"]["p50"] - 1
