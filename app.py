@@ -8,7 +8,7 @@ import cli
 import security_log
 import sessions
 from auth import INVALID_SESSION, clear_session_cookie, current_session, resolve_caller, set_session_cookie
-from database import configure_engine, db, migrate, schema_problem
+from database import Reader, configure_engine, db, migrate, schema_problem
 from errors import register_error_handlers
 from jsonprovider import OrjsonProvider
 from openapi import build_openapi
@@ -89,6 +89,7 @@ def create_app(config: dict | None = None) -> Flask:
     warm_up()  # ua-parser compiles its matchers on first use; not during someone's login
     with app.app_context():
         configure_engine(db.engine)
+        app.extensions["reader"] = Reader(db.engine)
         if app.config["AUTO_MIGRATE"]:
             migrate()
     if app.config["TRUSTED_PROXIES"]:

@@ -24,8 +24,8 @@ def resolve_caller() -> Caller:
     A token names the user (a wrong one is refused even beside a good cookie); the cookie's
     session is current only if it is that user's. Without a token the cookie decides.
     """
-    header = request.headers.get("Authorization")
-    cookie = request.cookies.get(current_app.config["COOKIE_NAME"]) or None
+    header = request.environ.get("HTTP_AUTHORIZATION")
+    cookie = session_cookie()
     if header is None and cookie is None:
         raise Unauthorized(INVALID_SESSION)
     rows = models.sessions_seen_by(_strip_bearer(header) if header is not None else None, cookie)
@@ -39,8 +39,8 @@ def resolve_caller() -> Caller:
 
 def current_session():
     """The live session the cookie names, or None; an expired one is purged on sight."""
-    token = request.cookies.get(current_app.config["COOKIE_NAME"])
-    if not token:
+    token = session_cookie()
+    if token is None:
         return None
     session = models.find_session_by_token(token)
     if session is None:
@@ -50,6 +50,30 @@ def current_session():
             models.end_session(session.id)
         return None
     return session
+
+
+def session_cookie() -> str | None:
+    """The session cookie's value, or None when it is missing or empty.
+
+    The value `request.cookies` gives (tests/test_auth.py holds the two equal), without
+    parsing every cookie a browser sends into a dict on each request: a header of plain ASCII
+    name=value pairs is split here; anything quoted, escaped, spaced or outside ASCII goes to
+    werkzeug's parser.
+    """
+    header = request.environ.get("HTTP_COOKIE")
+    if not header:
+        return None
+    name = current_app.config["COOKIE_NAME"]
+    if not header.isascii() or '"' in header or "\\" in header or "\t" in header:
+        return request.cookies.get(name) or None
+    for part in header.split(";"):
+        part = part.strip(" ")
+        if " " in part:
+            return request.cookies.get(name) or None
+        key, _, value = part.partition("=")
+        if key == name:
+            return value or None
+    return None
 
 
 def _strip_bearer(header: str) -> str:

@@ -1,7 +1,8 @@
 """The SQLAlchemy handle, SQLite connection settings and write transactions."""
 
+import threading
 from collections import namedtuple
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from functools import cache, lru_cache
 from pathlib import Path
 
@@ -9,6 +10,7 @@ from alembic import command
 from alembic.config import Config as AlembicConfig
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from flask import current_app
 from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy import bindparam, event
 from sqlalchemy.engine import Engine
@@ -53,27 +55,82 @@ def configure_engine(engine: Engine) -> None:
 
 
 def read_rows(statement, params: dict) -> list:
-    """Run one prebuilt SELECT on a pooled DBAPI connection, outside any transaction.
+    """Run one prebuilt SELECT for the request path (see Reader)."""
+    return current_app.extensions["reader"].rows(statement, params)
 
-    The request path's reads are single statements, each consistent on its own. The SQL is
-    compiled by SQLAlchemy once per statement and dialect, with its types' own bind and
-    result conversions; each call then runs on the pooled DBAPI connection directly, which
-    skips SQLAlchemy's per-connection and per-execute machinery (README, "Benchmark"). The
-    pool still hands the connection out and takes it back (with its rollback on return).
+
+class Reader:
+    """The request path's reads: one autocommit DBAPI connection per thread, kept open.
+
+    Each read is one statement, consistent on its own, and in autocommit it sees every commit
+    made before it: a revocation is seen by the next request on every worker. The SQL is
+    compiled by SQLAlchemy once per statement and dialect, with its types' own conversions;
+    each call then runs on the thread's DBAPI connection, which skips the pool's hand-out and
+    its rollback on return (a round trip on PostgreSQL) and SQLAlchemy's per-execute work
+    (README, "Benchmark"). Engine.dispose() closes these connections too.
     """
-    engine = db.engine
-    prepared = _prepared(statement, engine.dialect)
-    connection = engine.raw_connection()
-    try:
-        cursor = connection.cursor()
-        try:
-            cursor.execute(prepared.sql, prepared.arguments(params))
-            raws = cursor.fetchall()
-        finally:
-            cursor.close()
-    finally:
-        connection.close()
-    return prepared.rows(raws)
+
+    def __init__(self, engine: Engine):
+        self.engine = engine
+        self.local = threading.local()
+        self.generation = 0  # bumped by dispose: every thread then reconnects
+        self.open: dict[int, object] = {}  # thread id -> its connection, to close on dispose
+        self.lock = threading.Lock()
+        event.listen(engine, "engine_disposed", self.close_all)
+
+    def rows(self, statement, params: dict) -> list:
+        prepared = _prepared(statement, self.engine.dialect)
+        arguments = prepared.arguments(params)
+        for attempt in (1, 2):
+            cursor = self._cursor()
+            try:
+                cursor.execute(prepared.sql, arguments)
+                return prepared.rows(cursor.fetchall())
+            except self.engine.dialect.loaded_dbapi.Error as error:
+                disconnected = self.engine.dialect.is_disconnect(error, cursor.connection, cursor)
+                self._forget()
+                if attempt == 2 or not disconnected:
+                    raise
+        raise AssertionError("unreachable")
+
+    def _cursor(self):
+        local = self.local
+        if getattr(local, "generation", None) != self.generation:
+            proxied = self.engine.raw_connection()  # through the pool once: its connect events run
+            proxied.detach()
+            connection = proxied.dbapi_connection
+            self.engine.dialect.set_isolation_level(connection, "AUTOCOMMIT")
+            local.connection, local.cursor, local.generation = connection, connection.cursor(), self.generation
+            with self.lock:
+                self._close_dead_threads()
+                self.open[threading.get_ident()] = connection
+        return local.cursor
+
+    def _forget(self) -> None:
+        """Drop this thread's connection after an error; the next read opens a new one."""
+        connection = getattr(self.local, "connection", None)
+        self.local.generation = None
+        with self.lock:
+            self.open.pop(threading.get_ident(), None)
+        _close_quietly(connection)
+
+    def _close_dead_threads(self) -> None:
+        alive = {thread.ident for thread in threading.enumerate()}
+        for ident in [ident for ident in self.open if ident not in alive]:
+            _close_quietly(self.open.pop(ident))
+
+    def close_all(self, _engine=None) -> None:
+        with self.lock:
+            self.generation += 1
+            for connection in self.open.values():
+                _close_quietly(connection)
+            self.open.clear()
+
+
+def _close_quietly(connection) -> None:
+    if connection is not None:
+        with suppress(Exception):  # already broken: nothing left to release
+            connection.close()
 
 
 class _Prepared:

@@ -3,7 +3,7 @@
 from datetime import UTC, datetime, timedelta
 from typing import NamedTuple
 
-from sqlalchemy import ForeignKey, Index, String, and_, bindparam, delete, select, type_coerce
+from sqlalchemy import ForeignKey, Index, Integer, String, and_, bindparam, delete, select, type_coerce
 from sqlalchemy.orm import Mapped, mapped_column
 
 import credentials
@@ -71,6 +71,12 @@ def find_user_by_name(username: str) -> User | None:
     return db.session.execute(select(User).where(User.username == username)).scalar_one_or_none()
 
 
+def _flag(condition):
+    """A condition read as the database gives it (1/0, or a bool): truthy where it holds,
+    without a Python conversion per row."""
+    return type_coerce(condition, Integer)
+
+
 # The request path's statements, built once: building a statement per request costs more
 # than running it. Each is indexed lookups only (see tests/test_query_plans.py).
 _ME = Session.alias("me")
@@ -78,7 +84,7 @@ _ME = Session.alias("me")
 # The outer join keeps one row for a user who has no session.
 _SEEN_WITH_TOKEN = (
     select(User.id.label("user_id"), *PUBLIC_COLUMNS,
-           (Session.c.token_hash == bindparam("cookie_hash")).label("is_current"))
+           _flag(Session.c.token_hash == bindparam("cookie_hash")).label("is_current"))
     .select_from(User.__table__.outerjoin(
         Session, and_(Session.c.user_id == User.id, Session.c.expires_at > bindparam("now"))))
     .where(User.api_token_hash == bindparam("token_hash"))
@@ -86,7 +92,7 @@ _SEEN_WITH_TOKEN = (
 )
 # Cookie alone: its live session's user, and all that user's live sessions.
 _SEEN_WITH_COOKIE = (
-    select(_ME.c.user_id, *PUBLIC_COLUMNS, (Session.c.id == _ME.c.id).label("is_current"))
+    select(_ME.c.user_id, *PUBLIC_COLUMNS, _flag(Session.c.id == _ME.c.id).label("is_current"))
     .select_from(_ME.join(
         Session, and_(Session.c.user_id == _ME.c.user_id, Session.c.expires_at > bindparam("now"))))
     .where(_ME.c.token_hash == bindparam("cookie_hash"), _ME.c.expires_at > bindparam("now"))
