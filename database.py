@@ -245,6 +245,23 @@ def write_transaction():
         raise
 
 
+def refresh_planner_statistics() -> None:
+    """After a bulk load: give the query planner statistics of what is now in the tables.
+
+    Without them PostgreSQL plans a user's session list as if the tables were empty (it ANDs
+    the user's index with a bitmap of the whole expiry index: 2.6 ms instead of 0.1 ms per
+    request at 100,000 sessions). SQLite samples a bounded number of rows per index.
+    """
+    with write_transaction() as session:
+        connection = session.connection()
+        if connection.dialect.name == "sqlite":
+            connection.exec_driver_sql("PRAGMA analysis_limit=1000")
+            connection.exec_driver_sql("ANALYZE")
+        elif connection.dialect.name == "postgresql":
+            tables = ", ".join(table.name for table in Base.metadata.sorted_tables)
+            connection.exec_driver_sql(f"ANALYZE {tables}")
+
+
 def migrate(revision: str = "head") -> None:
     """Bring the database to `revision` (the newest by default); safe when workers start at once.
 

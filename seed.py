@@ -12,7 +12,7 @@ from functools import lru_cache
 from sqlalchemy import func, insert, select
 
 import credentials
-from database import bulk_load_cache, db, insert_many, write_transaction
+from database import bulk_load_cache, db, insert_many, refresh_planner_statistics, write_transaction
 from models import LoginSession, Session, User, utcnow
 from useragent import clean_ua, describe
 
@@ -89,7 +89,8 @@ def parse_seed(document: object, ttl_seconds: int, now: datetime) -> list[SeedUs
 
 
 def store_seed(users: list[SeedUser]) -> tuple[int, int]:
-    """Insert everything in one transaction after checking nothing clashes with the database."""
+    """Insert everything in one transaction after checking nothing clashes with the database,
+    then refresh the query planner's statistics (a bulk load leaves them stale)."""
     with write_transaction(), bulk_load_cache():
         _refuse_existing(users)
         user_rows = [
@@ -119,6 +120,7 @@ def store_seed(users: list[SeedUser]) -> tuple[int, int]:
                 if len(batch) == CHUNK:
                     count += _insert_sessions(batch)
         count += _insert_sessions(batch)
+    refresh_planner_statistics()
     return len(users), count
 
 
