@@ -12,7 +12,7 @@ from database import Reader, configure_engine, db, migrate, schema_problem
 from errors import register_error_handlers
 from jsonprovider import OrjsonProvider
 from openapi import build_openapi
-from ratelimit import check_login_attempt, init_rate_limits
+from ratelimit import check_login_attempt, init_rate_limits, limit_storage_problem
 from schemas import (
     dump_session_list,
     health_schema,
@@ -67,8 +67,9 @@ def logout():
 
 @api.get("/health")
 def health():
-    """200 when the database answers and its schema is current; 503 otherwise."""
-    problem = schema_problem()
+    """200 when the database answers and its schema is current, and the login limit's storage
+    answers; 503 otherwise."""
+    problem = schema_problem() or limit_storage_problem()
     if problem is not None:
         raise ServiceUnavailable(problem)
     return health_schema.dump({"status": "ok"})

@@ -31,7 +31,7 @@ def _json(schema: str) -> dict:
 def _errors(*statuses: int) -> dict:
     reasons = {400: "Bad input", 401: "Invalid login session", 413: "Body too large",
                415: "Body is not JSON", 429: "Too many login attempts", 500: "Unexpected fault",
-               503: "Database unavailable or its schema behind"}
+               503: "Database or login-limit storage unavailable, or the schema behind"}
     return {str(status): {"description": reasons[status], **_json("Error")} for status in (*statuses, 500)}
 
 
@@ -66,7 +66,7 @@ def build_openapi(app: Flask) -> dict:
                  "responses": {"200": {"description": "Logged in; the session token is in the cookie",
                                        "headers": {"Set-Cookie": {"schema": {"type": "string"}}},
                                        **_json("LoginResponse")},
-                               **_errors(400, 401, 413, 415, 429)}},
+                               **_errors(400, 401, 413, 415, 429, 503)}},
     })
     logout = {"summary": "Log out", "security": [{"sessionCookie": []}],
               "responses": {"200": {"description": "Logged out; the cookie is cleared", **_json("LogoutResponse")},

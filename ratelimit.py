@@ -1,69 +1,152 @@
-"""Login rate limiting, per client address and per username, with the `limits` library.
+"""Login limits: per (username, client address), per address, and a per-username backstop.
 
-`limits` is the counting engine under Flask-Limiter. It is used directly because
-Flask-Limiter hooks into every request of the app, limited or not, and its hooks cost a
-GET more than its database work (they added over a third to a GET's time; README,
-"Benchmark"). Here the login view alone asks `check_login_attempt()`; no other request
-pays anything.
+Each attempt is counted before its password is checked, against each key in that order,
+until one refuses it: an attempt refused for its (username, address) never reaches the
+address's or the username's count, so one address cannot use up a username's backstop.
+Counts live in the database (models.LoginAttempt) unless SESSIONS_RATELIMIT_STORAGE_URL
+names a `limits` storage (Redis); either way every worker counts together and a restart
+forgets nothing. Only the login view calls check_login_attempt(): no other request pays.
 """
 
+import hashlib
+import ipaddress
+import json
 import math
 import time
+from datetime import timedelta
+from typing import NamedTuple
 
 from flask import Flask, current_app, request
-from limits import parse_many
+from limits import RateLimitItem, parse_many
+from limits.errors import StorageError
 from limits.storage import storage_from_string
 from limits.strategies import FixedWindowRateLimiter
-from werkzeug.exceptions import HTTPException, TooManyRequests
+from werkzeug.exceptions import HTTPException, ServiceUnavailable, TooManyRequests
 
+import models
+from database import write_transaction
 from schemas import request_json
 from security_log import security_event
 from settings import rate_limit_is_off
 
 TOO_MANY = "Too many login attempts, try again later."
+STORAGE_DOWN = "Login limit storage unavailable"
+# Each counted attempt also deletes up to this many counters whose window is over.
+PURGE_BATCH = 100
+# A Redis that hangs makes a login fail (503) after this long, not hang with it.
+REDIS_TIMEOUTS = {"socket_connect_timeout": 2, "socket_timeout": 2}
+# The keys, in the order an attempt is counted, and the setting that limits each.
+KEYS = (("username+address", "LOGIN_RATE_LIMIT"), ("address", "LOGIN_ADDRESS_RATE_LIMIT"),
+        ("username", "LOGIN_USERNAME_RATE_LIMIT"))
+
+
+class Check(NamedTuple):
+    name: str  # which key: username+address, address or username
+    setting: str  # the setting's text, for the security event
+    item: RateLimitItem
+    digest: str  # SHA-256 hex of the limit and the key's values: bounded, whatever a client sends
+
+
+class Refusal(NamedTuple):
+    check: Check
+    wait: float  # seconds until that key's window ends
+
+
+class DatabaseCounter:
+    """Counts in the service's database: one short write transaction per attempt."""
+
+    def take(self, checks: list[Check]) -> Refusal | None:
+        with write_transaction():
+            refusal = None
+            for check in checks:
+                window = timedelta(seconds=check.item.get_expiry())
+                resets_at = models.count_login_attempt(check.digest, check.item.amount, window)
+                if resets_at is not None:
+                    refusal = Refusal(check, (resets_at - models.utcnow()).total_seconds())
+                    break
+            models.purge_stale_login_attempts(PURGE_BATCH)
+        return refusal
+
+    def problem(self) -> str | None:
+        return None  # the database: /api/health checks it already
+
+
+class StorageCounter:
+    """Counts in a `limits` storage (Redis; memory:// is per process): fixed windows that
+    start at a key's first attempt (the key is created with its expiry)."""
+
+    def __init__(self, url: str, prefix: str):
+        options = REDIS_TIMEOUTS if url.partition("://")[0] in ("redis", "rediss", "redis+unix") else {}
+        self.storage = storage_from_string(url, wrap_exceptions=True, **options)
+        self.strategy = FixedWindowRateLimiter(self.storage)
+        self.prefix = prefix
+
+    def take(self, checks: list[Check]) -> Refusal | None:
+        for check in checks:
+            if not self.strategy.hit(check.item, self.prefix, check.digest):
+                stats = self.strategy.get_window_stats(check.item, self.prefix, check.digest)
+                return Refusal(check, stats.reset_time - time.time())
+        return None
+
+    def problem(self) -> str | None:
+        return None if self.storage.check() else STORAGE_DOWN
 
 
 class LoginLimiter:
-    """Counts login attempts for one app: its own storage (memory:// is per process)."""
+    """The configured limits of one app, and where they count."""
 
-    def __init__(self, limit: str, storage_url: str, prefix: str):
-        self.limits = parse_many(limit)
-        self.strategy = FixedWindowRateLimiter(storage_from_string(storage_url))
-        self.prefix = prefix
+    def __init__(self, config):
+        self.keys = [(name, config[setting], parse_many(config[setting])) for name, setting in KEYS
+                     if not rate_limit_is_off(config[setting])]
+        url = config["RATELIMIT_STORAGE_URL"]
+        self.counter = StorageCounter(url, config["RATELIMIT_KEY_PREFIX"]) if url else DatabaseCounter()
 
-    def hit(self, scope: str, key: str) -> float | None:
-        """Count one attempt for `key`; None when within every limit, else seconds to wait."""
-        waits = [self._wait(limit, scope, key) for limit in self.limits
-                 if not self.strategy.hit(limit, self.prefix, scope, key)]
-        return max(waits) if waits else None
-
-    def _wait(self, limit, scope: str, key: str) -> float:
-        stats = self.strategy.get_window_stats(limit, self.prefix, scope, key)
-        return stats.reset_time - time.time()
+    def checks(self, username: str, address: str) -> list[Check]:
+        values = {"username+address": [username, address], "address": [address], "username": [username]}
+        return [Check(name, setting, item, _digest(item, name, values[name]))
+                for name, setting, items in self.keys for item in items]
 
 
 def init_rate_limits(app: Flask) -> None:
     """Give this app its login limiter, unless SESSIONS_LOGIN_RATE_LIMIT is off."""
-    config = app.config
-    if not rate_limit_is_off(config["LOGIN_RATE_LIMIT"]):
-        app.extensions["login_limiter"] = LoginLimiter(
-            config["LOGIN_RATE_LIMIT"], config["RATELIMIT_STORAGE_URL"], config["RATELIMIT_KEY_PREFIX"])
+    if not rate_limit_is_off(app.config["LOGIN_RATE_LIMIT"]):
+        app.extensions["login_limiter"] = LoginLimiter(app.config)
 
 
 def check_login_attempt() -> None:
-    """Count this login attempt by client address, then by username: 429 over either limit.
-
-    An address over its limit is refused before its attempt counts against the username.
-    """
+    """Count this login attempt: 429 when a key is over its limit, 503 when the count cannot be kept."""
     limiter = current_app.extensions.get("login_limiter")
     if limiter is None:
         return
     username = login_username()
-    for scope, key in (("login-address", request.remote_addr or ""), ("login-username", username)):
-        wait = limiter.hit(scope, key)
-        if wait is not None:
-            security_event("login.rate_limited", user=username, limit=current_app.config["LOGIN_RATE_LIMIT"])
-            raise TooManyRequests(TOO_MANY, retry_after=max(1, math.ceil(wait)))
+    try:
+        refusal = limiter.counter.take(limiter.checks(username, client_address(request.remote_addr)))
+    except StorageError as error:
+        # Fail closed: without a count there is no limit, so no password is checked.
+        current_app.logger.error("%s: %s", STORAGE_DOWN, error)
+        raise ServiceUnavailable(STORAGE_DOWN) from None
+    if refusal is not None:
+        security_event("login.rate_limited", user=username, key=refusal.check.name, limit=refusal.check.setting)
+        raise TooManyRequests(TOO_MANY, retry_after=max(1, math.ceil(refusal.wait)))
+
+
+def limit_storage_problem() -> str | None:
+    """Why login attempts cannot be counted (the configured storage does not answer), or None."""
+    limiter = current_app.extensions.get("login_limiter")
+    return None if limiter is None else limiter.counter.problem()
+
+
+def client_address(address: str | None) -> str:
+    """The address a client is counted by: an IPv6 client by its /64, which one host usually holds whole."""
+    try:
+        ip = ipaddress.ip_address(address or "")
+    except ValueError:
+        return address or ""
+    if ip.version == 4:
+        return str(ip)
+    if ip.ipv4_mapped is not None:
+        return str(ip.ipv4_mapped)
+    return str(ipaddress.ip_network(f"{ip}/64", strict=False))
 
 
 def login_username() -> str:
@@ -74,3 +157,8 @@ def login_username() -> str:
         body = None
     username = body.get("username") if isinstance(body, dict) else None
     return username if isinstance(username, str) else ""
+
+
+def _digest(item: RateLimitItem, name: str, values: list[str]) -> str:
+    text = json.dumps([name, item.amount, item.multiples, item.GRANULARITY.name, *values])
+    return hashlib.sha256(text.encode()).hexdigest()

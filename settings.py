@@ -20,8 +20,11 @@ DEFAULTS = {
     "COOKIE_NAME": "zipline_token",
     "COOKIE_SECURE": False,
     "TTL_SECONDS": 7 * 24 * 3600,
+    # Login limits (README, "Login limits"): per (username, client address); off: none at all.
     "LOGIN_RATE_LIMIT": "10 per minute",
-    "RATELIMIT_STORAGE_URL": "memory://",
+    "LOGIN_ADDRESS_RATE_LIMIT": "30 per minute",  # per client address, whatever the username
+    "LOGIN_USERNAME_RATE_LIMIT": "1000 per hour",  # per username: the backstop against many addresses
+    "RATELIMIT_STORAGE_URL": None,  # None: count in the database; redis://... to count in Redis
     "RATELIMIT_KEY_PREFIX": "zipline-sessions",  # keeps counts apart when services share a Redis
     "MAX_BODY_BYTES": 16 * 1024,
     "AUTO_MIGRATE": True,  # bring the schema to head at start; off: flask --app app db-upgrade
@@ -77,17 +80,21 @@ def _check(config) -> None:
     name = config["COOKIE_NAME"]
     if not isinstance(name, str) or not name or any(c in name for c in ' ;,="\t\r\n'):
         raise ConfigError(f"SESSIONS_COOKIE_NAME is not a valid cookie name: {name!r}")
-    limit = config["LOGIN_RATE_LIMIT"]
-    if not isinstance(limit, str) or not _valid_limit(limit):
-        raise ConfigError(f"SESSIONS_LOGIN_RATE_LIMIT is not a rate limit such as '10 per minute' or 'off': {limit!r}")
+    for key in ("LOGIN_RATE_LIMIT", "LOGIN_ADDRESS_RATE_LIMIT", "LOGIN_USERNAME_RATE_LIMIT"):
+        limit = config[key]
+        if not isinstance(limit, str) or not _valid_limit(limit):
+            raise ConfigError(f"SESSIONS_{key} is not a rate limit such as '10 per minute' or 'off': {limit!r}")
     if not isinstance(config["RATELIMIT_KEY_PREFIX"], str):
         raise ConfigError(f"SESSIONS_RATELIMIT_KEY_PREFIX must be text, not {config['RATELIMIT_KEY_PREFIX']!r}")
     _check_server(config)
     _check_origins(config)
     storage = config["RATELIMIT_STORAGE_URL"]
-    if not isinstance(storage, str) or "://" not in storage or storage.partition("://")[0] not in STORAGE_SCHEMES:
-        raise ConfigError("SESSIONS_RATELIMIT_STORAGE_URL must be a storage URL such as memory:// or "
-                          f"redis://host, not {storage!r}")
+    if storage == "":
+        config["RATELIMIT_STORAGE_URL"] = storage = None  # set but empty: the default, the database
+    if storage is not None and (not isinstance(storage, str) or "://" not in storage
+                                or storage.partition("://")[0] not in STORAGE_SCHEMES):
+        raise ConfigError("SESSIONS_RATELIMIT_STORAGE_URL must be a storage URL such as redis://host "
+                          f"(unset: the database), not {_without_password(storage)!r}")
 
 
 def _check_server(config) -> None:
@@ -133,6 +140,15 @@ def _is_origin(text: str) -> bool:
     scheme, sep, rest = text.rstrip("/").partition("://")
     return (scheme in ("http", "https") and bool(sep) and bool(rest)
             and not any(c in rest for c in "/?#@ \t"))
+
+
+def _without_password(url):
+    """A URL as an error may show it: redis://user:secret@host becomes redis://***@host."""
+    if not isinstance(url, str) or "@" not in url:
+        return url
+    head, _, host = url.rpartition("@")
+    scheme, separator, _ = head.rpartition("://")
+    return f"{scheme}{separator}***@{host}"
 
 
 def rate_limit_is_off(text: str) -> bool:

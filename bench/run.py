@@ -187,7 +187,8 @@ def run_size(users: int, args, constants: dict) -> dict:
     subprocess.run([sys.executable, str(ROOT / "bench" / "make_seed.py"), str(users), str(args.sessions),
                     str(seed_file), str(PASSWORD_USERS)], check=True)
     env = {**os.environ, "SESSIONS_DATABASE_URL": f"sqlite:///{database}",
-           "SESSIONS_LOGIN_RATE_LIMIT": "1000000 per minute", "SESSIONS_ACCESS_LOG": "off",
+           "SESSIONS_LOGIN_RATE_LIMIT": "1000000 per minute", "SESSIONS_LOGIN_ADDRESS_RATE_LIMIT": "1000000 per minute",
+           "SESSIONS_LOGIN_USERNAME_RATE_LIMIT": "1000000 per minute", "SESSIONS_ACCESS_LOG": "off",
            "SESSIONS_TTL_SECONDS": str(10 * 365 * 86400), "SESSIONS_LOG_LEVEL": "warning",
            "BENCH_USERS": str(users), "BENCH_SESSIONS": str(args.sessions),
            "BENCH_PASSWORD_USERS": str(PASSWORD_USERS), "BENCH_DATABASE": str(database)}

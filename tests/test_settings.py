@@ -28,6 +28,9 @@ def test_environment_variables_configure_the_app(tmp_path, monkeypatch):
         ("SESSIONS_COOKIE_SECURE", "yes", "SESSIONS_COOKIE_SECURE must be true or false"),
         ("SESSIONS_COOKIE_NAME", '"a b"', "SESSIONS_COOKIE_NAME is not a valid cookie name"),
         ("SESSIONS_LOGIN_RATE_LIMIT", "lots", "SESSIONS_LOGIN_RATE_LIMIT is not a rate limit"),
+        ("SESSIONS_LOGIN_ADDRESS_RATE_LIMIT", "30", "SESSIONS_LOGIN_ADDRESS_RATE_LIMIT is not a rate limit"),
+        ("SESSIONS_LOGIN_USERNAME_RATE_LIMIT", "many per day", "SESSIONS_LOGIN_USERNAME_RATE_LIMIT is not a rate"),
+        ("SESSIONS_RATELIMIT_STORAGE_URL", "rdis://u:hunter2@cache", r"not 'rdis://\*\*\*@cache'"),
         ("SESSIONS_RATELIMIT_STORAGE_URL", "foo://x", "SESSIONS_RATELIMIT_STORAGE_URL must be a storage URL"),
         ("SESSIONS_RATELIMIT_STORAGE_URL", "redis", "SESSIONS_RATELIMIT_STORAGE_URL must be a storage URL"),
         ("SESSIONS_BIND", "8000", "SESSIONS_BIND must be host:port"),
@@ -45,6 +48,11 @@ def test_a_bad_setting_stops_the_start_and_names_itself(tmp_path, monkeypatch, v
     monkeypatch.setenv(variable, value)
     with pytest.raises(ConfigError, match=message):
         create_app()
+
+
+def test_login_limits_count_in_the_database_unless_a_storage_is_named(make_app):
+    assert make_app(LOGIN_RATE_LIMIT="10 per minute").config["RATELIMIT_STORAGE_URL"] is None
+    assert make_app(LOGIN_RATE_LIMIT="10 per minute", RATELIMIT_STORAGE_URL="").config["RATELIMIT_STORAGE_URL"] is None
 
 
 def test_cors_origins_are_a_comma_separated_list(make_app):
