@@ -1,9 +1,14 @@
 """CORS for browser clients (SESSIONS_CORS_ORIGINS): preflights, credentials, errors, and no one else."""
 
+import contextlib
+import http.server
 import json
+import os
+import threading
 
 import pytest
 from conftest import SEED, cookie
+from live_server import LiveServer
 
 import seed
 from database import db
@@ -37,7 +42,7 @@ def assert_allowed(response, origin=FRONTEND):
 
 
 def assert_no_cors(response):
-    assert not [name for name in response.headers.keys() if name.lower().startswith("access-control-")]
+    assert not [name for name, _ in response.headers.items() if name.lower().startswith("access-control-")]
 
 
 @pytest.mark.parametrize(("path", "method"), [(SESSIONS, "DELETE"), (LOGIN, "POST"), ("/api/auth/logout", "POST")])
@@ -118,3 +123,99 @@ def test_without_origins_nothing_is_installed(make_app):
     response = plain.test_client().get(SESSIONS, headers={"Origin": FRONTEND})
     assert_no_cors(response)
     assert "Vary" not in response.headers
+
+
+# --- In a real browser: headless Chromium, a page on another port, the real server. ---
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+PAGE = b"<!doctype html><title>frontend</title><p>a frontend under development</p>"
+# What a frontend does, in the page: every call a fetch with the browser's cookies.
+SCRIPT = """async ([api, step]) => {
+  const call = async (method, path, body) => {
+    const init = {method, credentials: "include", headers: {}};
+    if (body !== undefined) { init.headers["Content-Type"] = "application/json"; init.body = JSON.stringify(body); }
+    const response = await fetch(api + path, init);
+    return {status: response.status, body: await response.json()};
+  };
+  const login = {username: "alice", password: "wonderland"};
+  if (step === "login") return await call("POST", "/api/auth/login", login);
+  if (step === "list") return await call("GET", "/api/user/sessions");
+  if (step === "revoke-others") return await call("DELETE", "/api/user/sessions", {all: true});
+  if (step === "logout") return await call("POST", "/api/auth/logout");
+  if (step === "blocked") {
+    try { await call("GET", "/api/user/sessions"); return "answered"; }
+    catch (error) { return error.name; }
+  }
+}"""
+
+
+@contextlib.contextmanager
+def page_server():
+    """A static page on its own loopback port: the frontend's dev server."""
+    class Page(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.end_headers()
+            self.wfile.write(PAGE)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Page)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://localhost:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.mark.skipif(not os.path.exists(CHROMIUM), reason=f"needs Debian's chromium at {CHROMIUM} (apt-get install chromium)")
+def test_a_page_on_another_port_logs_in_lists_revokes_and_logs_out(tmp_path, database_url):
+    from playwright.sync_api import sync_playwright
+
+    with page_server() as frontend, page_server() as stranger:
+        server = LiveServer(tmp_path, database_url, SEED, workers=2, env={"SESSIONS_CORS_ORIGINS": frontend}).start()
+        # localhost -> localhost on another port is same-site: the Lax cookie goes along.
+        api = f"http://localhost:{server.port}"
+        try:
+            with sync_playwright() as playwright:
+                browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+                try:
+                    laptop, phone = (browser.new_context().new_page() for _ in range(2))
+                    for page in (laptop, phone):
+                        page.goto(frontend)
+
+                    def step(page, name):
+                        return page.evaluate(SCRIPT, [api, name])
+
+                    assert step(laptop, "login") == {"status": 200, "body": {"user": {"id": 1, "username": "alice"}}}
+                    assert step(phone, "login")["status"] == 200
+                    listed = step(laptop, "list")
+                    assert listed["status"] == 200 and listed["body"]["current"]["client"] == "HeadlessChrome"
+                    mine = listed["body"]["current"]["id"]
+                    phones = [s["id"] for s in listed["body"]["other"] if s["id"] not in ("sess_abc123", "sess_def456")]
+                    assert len(phones) == 1  # the phone's login, besides the two seeded sessions
+
+                    revoked = step(laptop, "revoke-others")
+                    assert revoked["status"] == 200
+                    assert revoked["body"]["current"]["id"] == mine and revoked["body"]["other"] == []
+                    assert step(laptop, "list")["body"]["other"] == []
+                    assert step(phone, "list") == {"status": 401, "body": {
+                        "statusCode": 401, "error": "Unauthorized", "message": "Invalid login session"}}
+
+                    assert step(laptop, "logout") == {"status": 200, "body": {"loggedOut": True}}
+                    assert step(laptop, "list")["status"] == 401
+
+                    # A page from an origin not listed: the browser withholds the answer.
+                    outsider = browser.new_context().new_page()
+                    outsider.goto(stranger)
+                    assert outsider.evaluate(SCRIPT, [api, "blocked"]) == "TypeError"
+                finally:
+                    browser.close()
+        finally:
+            server.stop()
