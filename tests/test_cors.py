@@ -215,6 +215,14 @@ def test_a_page_on_another_port_logs_in_lists_revokes_and_logs_out(tmp_path, dat
                     outsider = browser.new_context().new_page()
                     outsider.goto(stranger)
                     assert outsider.evaluate(SCRIPT, [api, "blocked"]) == "TypeError"
+
+                    # localhost -> 127.0.0.1 is cross-site: CORS lets the answers through, but the
+                    # browser keeps the Lax cookie out, so the login does not stick (README, SameSite).
+                    elsewhere = browser.new_context().new_page()
+                    elsewhere.goto(frontend)
+                    numeric = [f"http://127.0.0.1:{server.port}"]
+                    assert elsewhere.evaluate(SCRIPT, [*numeric, "login"])["status"] == 200
+                    assert elsewhere.evaluate(SCRIPT, [*numeric, "list"])["status"] == 401
                 finally:
                     browser.close()
         finally:
