@@ -8,6 +8,7 @@ import cli
 import security_log
 import sessions
 from auth import INVALID_SESSION, clear_session_cookie, current_session, resolve_caller, set_session_cookie
+from cors import init_cors
 from database import Reader, configure_engine, db, migrate, schema_problem
 from errors import register_error_handlers
 from jsonprovider import OrjsonProvider
@@ -100,6 +101,7 @@ def create_app(config: dict | None = None) -> Flask:
     security_log.configure()
     register_error_handlers(app)
     app.register_blueprint(api)
+    init_cors(app)
     init_rate_limits(app)
     cli.register(app)
     app.extensions["openapi"] = build_openapi(app)

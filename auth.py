@@ -85,7 +85,7 @@ def set_session_cookie(response, token: str) -> None:
     config = current_app.config
     response.set_cookie(
         config["COOKIE_NAME"], token, max_age=config["TTL_SECONDS"], path="/",
-        httponly=True, samesite="Lax", secure=config["COOKIE_SECURE"],
+        httponly=True, samesite=config["COOKIE_SAMESITE"], secure=config["COOKIE_SECURE"],
     )
 
 
@@ -93,5 +93,5 @@ def clear_session_cookie(response) -> None:
     config = current_app.config
     response.set_cookie(
         config["COOKIE_NAME"], "", max_age=0, expires=0, path="/",
-        httponly=True, samesite="Lax", secure=config["COOKIE_SECURE"],
+        httponly=True, samesite=config["COOKIE_SAMESITE"], secure=config["COOKIE_SECURE"],
     )

@@ -1,4 +1,4 @@
-"""Flask commands: seed, create-user, list-sessions, revoke, purge-expired, db-upgrade."""
+"""Flask commands: seed, create-user, list-sessions, revoke, purge-expired, db-upgrade, check."""
 
 import json
 
@@ -7,6 +7,7 @@ from flask import Flask, current_app
 from flask.cli import with_appcontext
 from sqlalchemy.exc import IntegrityError
 
+import contract_check
 import models
 import seed
 from database import db, migrate, write_transaction
@@ -17,7 +18,7 @@ session_schema = SessionSchema()
 
 
 def register(app: Flask) -> None:
-    for command in (seed_command, create_user, list_sessions, revoke, purge_expired, db_upgrade):
+    for command in (seed_command, create_user, list_sessions, revoke, purge_expired, db_upgrade, check):
         app.cli.add_command(command)
 
 
@@ -107,6 +108,24 @@ def db_upgrade():
     unless SESSIONS_AUTO_MIGRATE is false)."""
     migrate()
     click.echo("Database schema is up to date.")
+
+
+@click.command("check")
+@click.argument("url")
+@click.option("--token", required=True, help="An API token of the user to check with.")
+@click.option("--cookie", help="That user's session cookie: a value (zipline_token=) or name=value.")
+@click.option("--allow-writes", is_flag=True, help="Also revoke one other session, and see it go.")
+@click.option("--profile", type=click.Choice(contract_check.PROFILES), default="contract", show_default=True,
+              help="The error shape to expect.")
+def check(url, token, cookie, allow_writes, profile):
+    """Run the contract's checks against the server at URL; exit status 1 on a difference."""
+    try:
+        results = contract_check.run_checks(url, token, cookie, allow_writes, profile)
+    except ValueError as error:
+        raise click.BadParameter(str(error), param_hint="URL") from None
+    click.echo(contract_check.format_table(results))
+    if any(result.outcome == "FAIL" for result in results):
+        raise SystemExit(1)
 
 
 def _user(username: str) -> models.User:

@@ -14,6 +14,7 @@ from schemas import (
     SessionListSchema,
     SessionSchema,
     Timestamp,
+    ZiplineErrorSchema,
 )
 
 JSON = "application/json"
@@ -28,15 +29,15 @@ def _json(schema: str) -> dict:
     return {"content": {JSON: {"schema": {"$ref": f"#/components/schemas/{schema}"}}}}
 
 
-def _errors(*statuses: int) -> dict:
+def _errors(error_schema: str, *statuses: int) -> dict:
     reasons = {400: "Bad input", 401: "Invalid login session", 413: "Body too large",
                415: "Body is not JSON", 429: "Too many login attempts", 500: "Unexpected fault",
                503: "Database or login-limit storage unavailable, or the schema behind"}
-    return {str(status): {"description": reasons[status], **_json("Error")} for status in (*statuses, 500)}
+    return {str(status): {"description": reasons[status], **_json(error_schema)} for status in (*statuses, 500)}
 
 
 def build_openapi(app: Flask) -> dict:
-    """The document for `app` (the cookie's name comes from its configuration)."""
+    """The document for `app` (the cookie's name and the error profile come from its configuration)."""
     marshmallow = MarshmallowPlugin()
     spec = APISpec(title="zipline-sessions", version="1.0.0", openapi_version="3.0.3", plugins=[marshmallow],
                    info={"description": "The Zipline file host's login-session API."})
@@ -44,8 +45,10 @@ def build_openapi(app: Flask) -> dict:
     for name, schema in (("Session", SessionSchema), ("SessionList", SessionListSchema),
                          ("RevokeRequest", RevokeSchema), ("LoginRequest", LoginSchema),
                          ("LoginResponse", LoginResponseSchema), ("LogoutResponse", LogoutResponseSchema),
-                         ("Health", HealthSchema), ("Error", ErrorSchema)):
+                         ("Health", HealthSchema)):
         spec.components.schema(name, schema=schema)
+    error = "ZiplineError" if app.config["ERROR_PROFILE"] == "zipline-v4" else "Error"
+    spec.components.schema(error, schema=ZiplineErrorSchema if error == "ZiplineError" else ErrorSchema)
     spec.components.security_scheme("apiToken", {"type": "apiKey", "in": "header", "name": "Authorization",
                                                  "description": "An API token, bare or after 'Bearer '."})
     spec.components.security_scheme("sessionCookie", {"type": "apiKey", "in": "cookie",
@@ -55,10 +58,10 @@ def build_openapi(app: Flask) -> dict:
                **_json("SessionList")}
     spec.path("/api/user/sessions", operations={
         "get": {"summary": "List sessions", "operationId": "listSessions", "security": caller,
-                "responses": {"200": listing, **_errors(401)}},
+                "responses": {"200": listing, **_errors(error, 401)}},
         "delete": {"summary": "Revoke one other session, or all others", "operationId": "revokeSessions",
                    "security": caller, "requestBody": {"required": True, **_json("RevokeRequest")},
-                   "responses": {"200": listing, **_errors(400, 401, 413, 415)}},
+                   "responses": {"200": listing, **_errors(error, 400, 401, 413, 415)}},
     })
     spec.path("/api/auth/login", operations={
         "post": {"summary": "Log in", "operationId": "logIn", "security": [],
@@ -66,17 +69,17 @@ def build_openapi(app: Flask) -> dict:
                  "responses": {"200": {"description": "Logged in; the session token is in the cookie",
                                        "headers": {"Set-Cookie": {"schema": {"type": "string"}}},
                                        **_json("LoginResponse")},
-                               **_errors(400, 401, 413, 415, 429, 503)}},
+                               **_errors(error, 400, 401, 413, 415, 429, 503)}},
     })
     logout = {"summary": "Log out", "security": [{"sessionCookie": []}],
               "responses": {"200": {"description": "Logged out; the cookie is cleared", **_json("LogoutResponse")},
-                            **_errors(401)}}
+                            **_errors(error, 401)}}
     spec.path("/api/auth/logout", operations={"get": {**logout, "operationId": "logOutGet"},
                                              "post": {**logout, "operationId": "logOut"}})
     spec.path("/api/health", operations={
         "get": {"summary": "Health", "operationId": "health", "security": [],
                 "responses": {"200": {"description": "The database answers", **_json("Health")},
-                              **_errors(503)}},
+                              **_errors(error, 503)}},
     })
     spec.path("/api/openapi.json", operations={
         "get": {"summary": "This document", "operationId": "openapi", "security": [],

@@ -90,6 +90,14 @@ class ErrorSchema(Schema):
     message = fields.String(required=True)
 
 
+class ZiplineErrorSchema(Schema):
+    """Zipline v4's error body (SESSIONS_ERROR_PROFILE=zipline-v4), keys in its order."""
+
+    error = fields.String(required=True, metadata={"example": "E1031: Session not found in logged in sessions"})
+    code = fields.Integer(required=True, metadata={"example": 1031})
+    statusCode = fields.Integer(required=True, metadata={"example": 400})
+
+
 session_list_schema = SessionListSchema()
 
 
@@ -116,6 +124,7 @@ login_response_schema = LoginResponseSchema()
 logout_response_schema = LogoutResponseSchema()
 health_schema = HealthSchema()
 error_schema = ErrorSchema()
+zipline_error_schema = ZiplineErrorSchema()
 
 
 def request_json() -> object:

@@ -19,6 +19,7 @@ DEFAULTS = {
     "DATABASE_URL": None,  # None: sqlite file instance/sessions.db
     "COOKIE_NAME": "zipline_token",
     "COOKIE_SECURE": False,
+    "COOKIE_SAMESITE": "Lax",  # Lax, Strict, or None (cross-site browser clients; needs COOKIE_SECURE)
     "TTL_SECONDS": 7 * 24 * 3600,
     # Login limits (README, "Login limits"): per (username, client address); off: none at all.
     "LOGIN_RATE_LIMIT": "10 per minute",
@@ -34,6 +35,8 @@ DEFAULTS = {
     "PUBLIC_ORIGIN": None,
     # Browser origins allowed to call the API with credentials (comma-separated); empty: none.
     "CORS_ORIGINS": "",
+    # The shape of every error body: the contract's, or the one Zipline v4 sends (errors.py).
+    "ERROR_PROFILE": "contract",
     # The server (serve.py runs Granian with these).
     "BIND": "127.0.0.1:8000",  # host:port; port 0 picks a free one
     "WORKERS": None,  # None: one worker process per core
@@ -43,6 +46,8 @@ DEFAULTS = {
 }
 
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
+SAMESITE_VALUES = ("Lax", "Strict", "None")
+ERROR_PROFILES = ("contract", "zipline-v4")
 
 
 def load_settings(app: Flask, overrides: dict | None) -> None:
@@ -61,6 +66,7 @@ def load_settings(app: Flask, overrides: dict | None) -> None:
     config["SQLALCHEMY_ENGINE_OPTIONS"] = {"hide_parameters": True}
     config["MAX_CONTENT_LENGTH"] = config["MAX_BODY_BYTES"]
     config["CORS_ORIGINS"] = parse_origins(config["CORS_ORIGINS"])
+    config["COOKIE_SAMESITE"] = config["COOKIE_SAMESITE"].capitalize()  # lax -> Lax, as browsers spell it
     if config["WORKERS"] is None:
         config["WORKERS"] = os.cpu_count() or 1
 
@@ -88,6 +94,7 @@ def _check(config) -> None:
         raise ConfigError(f"SESSIONS_RATELIMIT_KEY_PREFIX must be text, not {config['RATELIMIT_KEY_PREFIX']!r}")
     _check_server(config)
     _check_origins(config)
+    _check_browser(config)
     storage = config["RATELIMIT_STORAGE_URL"]
     if storage == "":
         config["RATELIMIT_STORAGE_URL"] = storage = None  # set but empty: the default, the database
@@ -126,6 +133,18 @@ def _check_origins(config) -> None:
                               "name each origin, such as http://localhost:5173")
         if not _is_origin(origin):
             raise ConfigError(f"SESSIONS_CORS_ORIGINS: {origin!r} is not an origin such as http://localhost:5173")
+
+
+def _check_browser(config) -> None:
+    samesite = config["COOKIE_SAMESITE"]
+    if not isinstance(samesite, str) or samesite.capitalize() not in SAMESITE_VALUES:
+        raise ConfigError(f"SESSIONS_COOKIE_SAMESITE must be one of {', '.join(SAMESITE_VALUES)}, not {samesite!r}")
+    if samesite.capitalize() == "None" and not config["COOKIE_SECURE"]:
+        raise ConfigError("SESSIONS_COOKIE_SAMESITE=None needs SESSIONS_COOKIE_SECURE=true: browsers drop a "
+                          "SameSite=None cookie that is not Secure")
+    if config["ERROR_PROFILE"] not in ERROR_PROFILES:
+        raise ConfigError(f"SESSIONS_ERROR_PROFILE must be one of {', '.join(ERROR_PROFILES)}, "
+                          f"not {config['ERROR_PROFILE']!r}")
 
 
 def parse_origins(text: str | tuple) -> tuple[str, ...]:

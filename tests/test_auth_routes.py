@@ -62,6 +62,18 @@ def test_secure_cookie_when_configured(make_app):
     assert flags[0].startswith("sid=") and "Secure" in flags and "Max-Age=60" in flags
 
 
+@pytest.mark.parametrize(("samesite", "secure"), [("Strict", False), ("None", True)])
+def test_the_cookie_carries_the_configured_samesite(make_app, samesite, secure):
+    app = make_app(COOKIE_SAMESITE=samesite, COOKIE_SECURE=secure)
+    assert app.test_cli_runner().invoke(args=["create-user", "dave", "--password"], input="pw\npw\n").exit_code == 0
+    client = app.test_client(use_cookies=False)
+    login = log_in(client, username="dave", password="pw")
+    logout = client.post(LOGOUT, headers=cookie(session_cookie(login)))
+    for response in (login, logout):
+        flags = [part.strip() for part in response.headers["Set-Cookie"].split(";")]
+        assert f"SameSite={samesite}" in flags and ("Secure" in flags) == secure
+
+
 @pytest.mark.parametrize(("username", "password"),
                          [("alice", "wrong"), ("nobody", "wonderland"), ("bob", "anything"), ("ALICE", "wonderland")])
 def test_bad_credentials_get_one_answer(client, username, password):

@@ -41,6 +41,9 @@ def test_environment_variables_configure_the_app(tmp_path, monkeypatch):
         ("SESSIONS_CORS_ORIGINS", "*", "SESSIONS_CORS_ORIGINS cannot be '\\*'"),
         ("SESSIONS_CORS_ORIGINS", "http://localhost:5173,localhost:3000", "'localhost:3000' is not an origin"),
         ("SESSIONS_PUBLIC_ORIGIN", "https://files.example.com/app", "SESSIONS_PUBLIC_ORIGIN must be an origin"),
+        ("SESSIONS_COOKIE_SAMESITE", "Loose", "SESSIONS_COOKIE_SAMESITE must be one of Lax, Strict, None"),
+        ("SESSIONS_COOKIE_SAMESITE", "None", "SESSIONS_COOKIE_SAMESITE=None needs SESSIONS_COOKIE_SECURE=true"),
+        ("SESSIONS_ERROR_PROFILE", "zipline", "SESSIONS_ERROR_PROFILE must be one of contract, zipline-v4"),
     ],
 )
 def test_a_bad_setting_stops_the_start_and_names_itself(tmp_path, monkeypatch, variable, value, message):
@@ -59,3 +62,8 @@ def test_cors_origins_are_a_comma_separated_list(make_app):
     app = make_app(CORS_ORIGINS="http://localhost:5173, https://app.example.com/")
     assert app.config["CORS_ORIGINS"] == ("http://localhost:5173", "https://app.example.com")
     assert make_app().config["CORS_ORIGINS"] == ()
+
+
+@pytest.mark.parametrize(("value", "spelled"), [("lax", "Lax"), ("STRICT", "Strict"), ("none", "None")])
+def test_samesite_is_spelled_as_browsers_expect(make_app, value, spelled):
+    assert make_app(COOKIE_SAMESITE=value, COOKIE_SECURE=True).config["COOKIE_SAMESITE"] == spelled
