@@ -37,6 +37,28 @@ def resolve_caller() -> Caller:
     return Caller(rows[0].user_id, current.id if current else None, [row for row in rows if row.id is not None])
 
 
+@dataclass(frozen=True, slots=True)
+class Identity:
+    user_id: int
+    username: str
+    is_admin: bool
+    session_id: str | None  # the cookie's session, when it is this user's live one
+
+
+def identify_caller() -> Identity:
+    """Who is calling, by the sessions routes' rules, from one read and no session list
+    (verify runs on every file request); or 401 "Invalid login session". Never writes: an
+    expired cookie is refused, not purged."""
+    header = request.headers.get("Authorization")
+    cookie = request.cookies.get(current_app.config["COOKIE_NAME"]) or None
+    if header is None and cookie is None:
+        raise Unauthorized(INVALID_SESSION)
+    row = models.identity_of(_strip_bearer(header) if header is not None else None, cookie)
+    if row is None:
+        raise Unauthorized(INVALID_SESSION)
+    return Identity(row.user_id, row.username, bool(row.is_admin), row.session_id)
+
+
 def current_session():
     """The live session the cookie names, or None; an expired one is purged on sight."""
     token = request.cookies.get(current_app.config["COOKIE_NAME"])

@@ -4,7 +4,9 @@ from apispec import APISpec
 from apispec.ext.marshmallow import MarshmallowPlugin
 from flask import Flask
 
+from forward_auth import VERIFY_METHODS
 from schemas import (
+    AdminSessionListSchema,
     ErrorSchema,
     HealthSchema,
     LoginResponseSchema,
@@ -29,7 +31,7 @@ def _json(schema: str) -> dict:
 
 
 def _errors(*statuses: int) -> dict:
-    reasons = {400: "Bad input", 401: "Invalid login session", 413: "Body too large",
+    reasons = {400: "Bad input", 401: "Invalid login session", 403: "Admin only", 404: "User not found", 413: "Body too large",
                415: "Body is not JSON", 429: "Too many login attempts", 500: "Unexpected fault",
                503: "Database unavailable or its schema behind"}
     return {str(status): {"description": reasons[status], **_json("Error")} for status in (*statuses, 500)}
@@ -44,6 +46,7 @@ def build_openapi(app: Flask) -> dict:
     for name, schema in (("Session", SessionSchema), ("SessionList", SessionListSchema),
                          ("RevokeRequest", RevokeSchema), ("LoginRequest", LoginSchema),
                          ("LoginResponse", LoginResponseSchema), ("LogoutResponse", LogoutResponseSchema),
+                         ("AdminSessionList", AdminSessionListSchema),
                          ("Health", HealthSchema), ("Error", ErrorSchema)):
         spec.components.schema(name, schema=schema)
     spec.components.security_scheme("apiToken", {"type": "apiKey", "in": "header", "name": "Authorization",
@@ -73,6 +76,8 @@ def build_openapi(app: Flask) -> dict:
                             **_errors(401)}}
     spec.path("/api/auth/logout", operations={"get": {**logout, "operationId": "logOutGet"},
                                              "post": {**logout, "operationId": "logOut"}})
+    _forward_auth_paths(spec, caller)
+    _admin_paths(spec, caller)
     spec.path("/api/health", operations={
         "get": {"summary": "Health", "operationId": "health", "security": [],
                 "responses": {"200": {"description": "The database answers", **_json("Health")},
@@ -86,3 +91,36 @@ def build_openapi(app: Flask) -> dict:
     document = spec.to_dict()
     document["components"]["schemas"]["RevokeRequest"]["oneOf"] = EXACTLY_ONE_OF_SESSION_ID_OR_ALL
     return document
+
+
+def _forward_auth_paths(spec: APISpec, caller: list) -> None:
+    text = {"schema": {"type": "string"}}
+    allowed = {"description": "Logged in; no body. The names are percent-encoded UTF-8 when not plain ASCII.",
+               "headers": {
+                   "Remote-User": {"description": "The username", "required": True, **text},
+                   "X-Zipline-Username": {"description": "The username", "required": True, **text},
+                   "X-Zipline-User-Id": {"description": "The user's id", "required": True,
+                                         "schema": {"type": "string", "pattern": "^[0-9]+$"}},
+                   "X-Zipline-Session-Id": {"description": "The session the cookie names, when it decided",
+                                            **text},
+                   "Cache-Control": {"description": "no-store", "required": True, **text}}}
+    verify = {"summary": "Is this request logged in? (forward auth; any method but OPTIONS)",
+              "description": "For nginx auth_request, Caddy forward_auth, Traefik forwardAuth: the same "
+                             "credentials as the sessions routes. Never reads a body, never writes.",
+              "security": caller, "responses": {"200": allowed, **_errors(401)}}
+    spec.path("/api/auth/verify", operations={
+        method.lower(): {**verify, "operationId": "verify" + ("" if method == "GET" else method.title())}
+        for method in VERIFY_METHODS})
+
+
+def _admin_paths(spec: APISpec, caller: list) -> None:
+    username = {"name": "username", "in": "path", "required": True, "schema": {"type": "string", "minLength": 1},
+                "example": "bob"}
+    listing = {"description": "The user and all their live sessions, oldest first", **_json("AdminSessionList")}
+    spec.path("/api/admin/users/{username}/sessions", operations={
+        "get": {"summary": "List a user's sessions (admins)", "operationId": "adminListSessions",
+                "parameters": [username], "security": caller, "responses": {"200": listing, **_errors(401, 403, 404)}},
+        "delete": {"summary": "Revoke one session of a user, or all (admins)", "operationId": "adminRevokeSessions",
+                   "parameters": [username], "security": caller, "requestBody": {"required": True, **_json("RevokeRequest")},
+                   "responses": {"200": listing, **_errors(400, 401, 403, 404, 413, 415)}},
+    })
