@@ -27,6 +27,11 @@ request = function()
     local user = math.random(0, users - 1)
     return wrk.format("GET", path, {["Authorization"] = "tok-" .. user,
                                     ["Cookie"] = cookie(user, math.random(0, per_user - 1))})
+  elseif mode == "verify" then
+    -- What a reverse proxy asks before each file request, with the same token and cookie as "get".
+    local user = math.random(0, users - 1)
+    return wrk.format("GET", "/api/auth/verify", {["Authorization"] = "tok-" .. user,
+                                                  ["Cookie"] = cookie(user, math.random(0, per_user - 1))})
   elseif mode == "get-token" then
     return wrk.format("GET", path, {["Authorization"] = "tok-" .. math.random(0, users - 1)})
   elseif mode == "delete" then

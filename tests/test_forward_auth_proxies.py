@@ -200,3 +200,11 @@ def test_a_revoked_or_logged_out_session_is_refused_on_the_next_request(guarded)
     assert service.request("POST", "/api/auth/logout", laptop)[0] == 200
     assert [guarded.request(laptop)[0] for _ in range(6)] == [401] * 6
     assert guarded.request({"Cookie": "zipline_token=cookie-bob"})[0] == 200  # another user's session stays
+
+
+@pytest.mark.parametrize("example", ["nginx.conf", "Caddyfile"])
+def test_the_readme_shows_the_configurations_these_tests_run(example):
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("## Guard a file host", 1)[1].split("\n## ", 1)[0]
+    assert "```\n" + (EXAMPLES / example).read_text() + "```" in section.replace("```nginx\n", "```\n").replace(
+        "```caddy\n", "```\n")
