@@ -7,10 +7,12 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 import cli
 import security_log
 import sessions
+from admin import admin
 from auth import INVALID_SESSION, clear_session_cookie, current_session, resolve_caller, set_session_cookie
 from cors import init_cors
 from database import Reader, configure_engine, db, migrate, schema_problem
 from errors import register_error_handlers
+from forward_auth import forward_auth
 from jsonprovider import OrjsonProvider
 from openapi import build_openapi
 from ratelimit import check_login_attempt, init_rate_limits, limit_storage_problem
@@ -102,6 +104,8 @@ def create_app(config: dict | None = None) -> Flask:
     register_error_handlers(app)
     app.register_blueprint(api)
     init_cors(app)
+    app.register_blueprint(forward_auth)
+    app.register_blueprint(admin)
     init_rate_limits(app)
     cli.register(app)
     app.extensions["openapi"] = build_openapi(app)

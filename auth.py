@@ -24,17 +24,32 @@ def resolve_caller() -> Caller:
     A token names the user (a wrong one is refused even beside a good cookie); the cookie's
     session is current only if it is that user's. Without a token the cookie decides.
     """
-    header = request.environ.get("HTTP_AUTHORIZATION")
-    cookie = session_cookie()
-    if header is None and cookie is None:
-        raise Unauthorized(INVALID_SESSION)
-    rows = models.sessions_seen_by(_strip_bearer(header) if header is not None else None, cookie)
+    token, cookie = presented_credentials()
+    rows = models.sessions_seen_by(token, cookie)
     current = next((row for row in rows if row.is_current), None)
     if cookie is not None and current is None:
         current_session()  # the cookie named no live session of this user: purge it if expired
     if not rows:
         raise Unauthorized(INVALID_SESSION)
     return Caller(rows[0].user_id, current.id if current else None, [row for row in rows if row.id is not None])
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    user_id: int
+    username: str
+    is_admin: bool
+    session_id: str | None  # the cookie's session, when it is this user's live one
+
+
+def identify_caller() -> Identity:
+    """Who is calling, by the sessions routes' rules, from one read and no session list
+    (verify runs on every file request); or 401 "Invalid login session". Never writes: an
+    expired cookie is refused, not purged."""
+    row = models.identity_of(*presented_credentials())
+    if row is None:
+        raise Unauthorized(INVALID_SESSION)
+    return Identity(row.user_id, row.username, bool(row.is_admin), row.session_id)
 
 
 def current_session():
@@ -50,6 +65,18 @@ def current_session():
             models.end_session(session.id)
         return None
     return session
+
+
+def presented_credentials() -> tuple[str | None, str | None]:
+    """(API token, session cookie) as the request presents them; 401 when it presents neither.
+
+    A present Authorization header counts even when empty or wrong: it is then refused, even
+    beside a good cookie."""
+    header = request.environ.get("HTTP_AUTHORIZATION")
+    cookie = session_cookie()
+    if header is None and cookie is None:
+        raise Unauthorized(INVALID_SESSION)
+    return (_strip_bearer(header) if header is not None else None), cookie
 
 
 def session_cookie() -> str | None:

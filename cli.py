@@ -1,4 +1,4 @@
-"""Flask commands: seed, create-user, list-sessions, revoke, purge-expired, db-upgrade, check."""
+"""Flask commands: seed, create-user, set-admin, list-sessions, revoke, purge-expired, db-upgrade, check."""
 
 import json
 
@@ -18,7 +18,7 @@ session_schema = SessionSchema()
 
 
 def register(app: Flask) -> None:
-    for command in (seed_command, create_user, list_sessions, revoke, purge_expired, db_upgrade, check):
+    for command in (seed_command, create_user, set_admin, list_sessions, revoke, purge_expired, db_upgrade, check):
         app.cli.add_command(command)
 
 
@@ -41,18 +41,35 @@ def seed_command(path):
 @click.option("--password", is_flag=False, flag_value="", default=None, prompt=True,
               prompt_required=False, hide_input=True, confirmation_prompt=True,
               help="Give a password (asked for when no value follows) so the user can log in.")
-def create_user(username, password):
+@click.option("--admin", "is_admin", is_flag=True, help="Make the user an admin (lists and revokes anyone's sessions).")
+def create_user(username, password, is_admin):
     """Create a user and print their new API token (shown this once only)."""
     taken = click.ClickException(f"a user named {username!r} already exists")
     try:
         with write_transaction():
             if models.find_user_by_name(username) is not None:
                 raise taken
-            user, token = models.create_user(username, password or None)
+            user, token = models.create_user(username, password or None, is_admin=is_admin)
     except IntegrityError:  # another create-user of this name committed first (PostgreSQL)
         raise taken from None
-    click.echo(f"Created user {username!r} (id {user.id}).")
+    if is_admin:
+        security_event("admin.granted", user=username, userId=user.id, address="cli")
+    click.echo(f"Created {'admin' if is_admin else 'user'} {username!r} (id {user.id}).")
     click.echo(f"API token (shown once, store it now): {token}")
+
+
+@click.command("set-admin")
+@with_appcontext
+@click.argument("username")
+@click.option("--revoke", "withdraw", is_flag=True, help="Withdraw the admin right instead.")
+def set_admin(username, withdraw):
+    """Make a user an admin, or with --revoke an ordinary user again."""
+    user = _user(username)
+    with write_transaction():
+        models.set_admin(user.id, not withdraw)
+    security_event("admin.withdrawn" if withdraw else "admin.granted", user=username, userId=user.id,
+                   address="cli")
+    click.echo(f"{username!r} is {'no longer' if withdraw else 'now'} an admin.")
 
 
 @click.command("list-sessions")

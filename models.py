@@ -3,7 +3,20 @@
 from datetime import UTC, datetime, timedelta
 from typing import NamedTuple
 
-from sqlalchemy import ForeignKey, Index, Integer, String, and_, bindparam, case, delete, select, type_coerce
+from sqlalchemy import (
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    and_,
+    bindparam,
+    case,
+    delete,
+    false,
+    select,
+    type_coerce,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -29,6 +42,8 @@ class User(db.Model):
     # None: a user with no API token, who can only use session cookies.
     api_token_hash: Mapped[str | None] = mapped_column(String(64), unique=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # Admins list and revoke any user's sessions (admin.py).
+    is_admin: Mapped[bool] = mapped_column(default=False, server_default=false())
 
 
 class LoginSession(db.Model):
@@ -66,13 +81,14 @@ PUBLIC_COLUMNS = (Session.c.id, type_coerce(Session.c.created_at, WireTimestamp(
                   Session.c.ua, Session.c.client, Session.c.device)
 
 
-def create_user(username: str, password: str | None) -> tuple[User, str]:
+def create_user(username: str, password: str | None, is_admin: bool = False) -> tuple[User, str]:
     """Add a user with a fresh API token; returns the user and the token (shown once)."""
     token = credentials.new_token()
     user = User(
         username=username,
         password_hash=credentials.hash_password(password) if password else None,
         api_token_hash=credentials.hash_token(token),
+        is_admin=is_admin,
     )
     db.session.add(user)
     db.session.flush()
@@ -80,6 +96,8 @@ def create_user(username: str, password: str | None) -> tuple[User, str]:
 
 
 def find_user_by_name(username: str) -> User | None:
+    if not _storable(username):
+        return None  # no user can have this name, and PostgreSQL would refuse to compare it
     return db.session.execute(select(User).where(User.username == username)).scalar_one_or_none()
 
 
@@ -87,6 +105,26 @@ def _flag(condition):
     """A condition read as the database gives it (1/0, or a bool): truthy where it holds,
     without a Python conversion per row."""
     return type_coerce(condition, Integer)
+
+
+def _storable(text: str) -> bool:
+    """Text a database column can hold: no NUL, no lone surrogate."""
+    if "\x00" in text:
+        return False
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def set_admin(user_id: int, is_admin: bool) -> None:
+    db.session.execute(update(User).where(User.id == user_id).values(is_admin=is_admin))
+
+
+def user_is_admin(user_id: int) -> bool:
+    """Inside a write transaction: whether the user is (still) an admin."""
+    return bool(db.session.execute(select(User.is_admin).where(User.id == user_id)).scalar_one_or_none())
 
 
 # The request path's statements, built once: building a statement per request costs more
@@ -113,6 +151,21 @@ _SEEN_WITH_COOKIE = (
 _SESSION_BY_TOKEN = select(Session.c.id, Session.c.user_id, Session.c.expires_at).where(
     Session.c.token_hash == bindparam("token_hash")
 )
+# Verify: the user a token or a live session's cookie names, in one row and no session list.
+# With a token, the cookie's session is joined only when it is that user's and live.
+_IDENTITY_COLUMNS = (User.id.label("user_id"), User.username, User.is_admin, Session.c.id.label("session_id"))
+_IDENTITY_BY_TOKEN = (
+    select(*_IDENTITY_COLUMNS)
+    .select_from(User.__table__.outerjoin(Session, and_(
+        Session.c.token_hash == bindparam("cookie_hash"), Session.c.user_id == User.id,
+        Session.c.expires_at > bindparam("now"))))
+    .where(User.api_token_hash == bindparam("token_hash"))
+)
+_IDENTITY_BY_COOKIE = (
+    select(*_IDENTITY_COLUMNS)
+    .select_from(Session.join(User.__table__, User.id == Session.c.user_id))
+    .where(Session.c.token_hash == bindparam("cookie_hash"), Session.c.expires_at > bindparam("now"))
+)
 _LIVE_SESSIONS = (
     select(*PUBLIC_COLUMNS)
     .where(Session.c.user_id == bindparam("user_id"), Session.c.expires_at > bindparam("now"))
@@ -133,6 +186,22 @@ def sessions_seen_by(token: str | None, cookie: str | None) -> list:
         params = {"token_hash": credentials.hash_token(token), "cookie_hash": cookie_hash, "now": now}
         return read_rows(_SEEN_WITH_TOKEN, params)
     return read_rows(_SEEN_WITH_COOKIE, {"cookie_hash": credentials.hash_token(cookie), "now": now})
+
+
+def identity_of(token: str | None, cookie: str | None):
+    """One row (user_id, username, is_admin, session_id) for verify, or None: neither names anyone.
+
+    A token names the user, and session_id is the cookie's session only when it is that user's
+    live one. Without a token, the cookie's live session names both. Reads only.
+    """
+    now = utcnow()
+    if token is not None:
+        cookie_hash = credentials.hash_token(cookie) if cookie else None
+        params = {"token_hash": credentials.hash_token(token), "cookie_hash": cookie_hash, "now": now}
+        rows = read_rows(_IDENTITY_BY_TOKEN, params)
+    else:
+        rows = read_rows(_IDENTITY_BY_COOKIE, {"cookie_hash": credentials.hash_token(cookie), "now": now})
+    return rows[0] if rows else None
 
 
 def find_session_by_token(token: str):

@@ -4,7 +4,9 @@ from apispec import APISpec
 from apispec.ext.marshmallow import MarshmallowPlugin
 from flask import Flask
 
+from forward_auth import VERIFY_METHODS
 from schemas import (
+    AdminSessionListSchema,
     ErrorSchema,
     HealthSchema,
     LoginResponseSchema,
@@ -30,7 +32,8 @@ def _json(schema: str) -> dict:
 
 
 def _errors(error_schema: str, *statuses: int) -> dict:
-    reasons = {400: "Bad input", 401: "Invalid login session", 413: "Body too large",
+    reasons = {400: "Bad input", 401: "Invalid login session", 403: "Admin only", 404: "User not found",
+               413: "Body too large",
                415: "Body is not JSON", 429: "Too many login attempts", 500: "Unexpected fault",
                503: "Database or login-limit storage unavailable, or the schema behind"}
     return {str(status): {"description": reasons[status], **_json(error_schema)} for status in (*statuses, 500)}
@@ -45,7 +48,7 @@ def build_openapi(app: Flask) -> dict:
     for name, schema in (("Session", SessionSchema), ("SessionList", SessionListSchema),
                          ("RevokeRequest", RevokeSchema), ("LoginRequest", LoginSchema),
                          ("LoginResponse", LoginResponseSchema), ("LogoutResponse", LogoutResponseSchema),
-                         ("Health", HealthSchema)):
+                         ("AdminSessionList", AdminSessionListSchema), ("Health", HealthSchema)):
         spec.components.schema(name, schema=schema)
     error = "ZiplineError" if app.config["ERROR_PROFILE"] == "zipline-v4" else "Error"
     spec.components.schema(error, schema=ZiplineErrorSchema if error == "ZiplineError" else ErrorSchema)
@@ -76,6 +79,8 @@ def build_openapi(app: Flask) -> dict:
                             **_errors(error, 401)}}
     spec.path("/api/auth/logout", operations={"get": {**logout, "operationId": "logOutGet"},
                                              "post": {**logout, "operationId": "logOut"}})
+    _forward_auth_paths(spec, caller, error)
+    _admin_paths(spec, caller, error)
     spec.path("/api/health", operations={
         "get": {"summary": "Health", "operationId": "health", "security": [],
                 "responses": {"200": {"description": "The database answers", **_json("Health")},
@@ -89,3 +94,37 @@ def build_openapi(app: Flask) -> dict:
     document = spec.to_dict()
     document["components"]["schemas"]["RevokeRequest"]["oneOf"] = EXACTLY_ONE_OF_SESSION_ID_OR_ALL
     return document
+
+
+def _forward_auth_paths(spec: APISpec, caller: list, error: str) -> None:
+    text = {"schema": {"type": "string"}}
+    allowed = {"description": "Logged in; no body. The names are percent-encoded UTF-8 when not plain ASCII.",
+               "headers": {
+                   "Remote-User": {"description": "The username", "required": True, **text},
+                   "X-Zipline-Username": {"description": "The username", "required": True, **text},
+                   "X-Zipline-User-Id": {"description": "The user's id", "required": True,
+                                         "schema": {"type": "string", "pattern": "^[0-9]+$"}},
+                   "X-Zipline-Session-Id": {"description": "The session the cookie names, when it decided",
+                                            **text},
+                   "Cache-Control": {"description": "no-store", "required": True, **text}}}
+    verify = {"summary": "Is this request logged in? (forward auth; any method but OPTIONS)",
+              "description": "For nginx auth_request, Caddy forward_auth, Traefik forwardAuth: the same "
+                             "credentials as the sessions routes. Never reads a body, never writes.",
+              "security": caller, "responses": {"200": allowed, **_errors(error, 401)}}
+    spec.path("/api/auth/verify", operations={
+        method.lower(): {**verify, "operationId": "verify" + ("" if method == "GET" else method.title())}
+        for method in VERIFY_METHODS})
+
+
+def _admin_paths(spec: APISpec, caller: list, error: str) -> None:
+    username = {"name": "username", "in": "path", "required": True, "schema": {"type": "string", "minLength": 1},
+                "example": "bob"}
+    listing = {"description": "The user and all their live sessions, oldest first", **_json("AdminSessionList")}
+    spec.path("/api/admin/users/{username}/sessions", operations={
+        "get": {"summary": "List a user's sessions (admins)", "operationId": "adminListSessions",
+                "parameters": [username], "security": caller,
+                "responses": {"200": listing, **_errors(error, 401, 403, 404)}},
+        "delete": {"summary": "Revoke one session of a user, or all (admins)", "operationId": "adminRevokeSessions",
+                   "parameters": [username], "security": caller, "requestBody": {"required": True, **_json("RevokeRequest")},
+                   "responses": {"200": listing, **_errors(error, 400, 401, 403, 404, 413, 415)}},
+    })

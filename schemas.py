@@ -72,6 +72,13 @@ class UserSchema(Schema):
     username = fields.String(required=True)
 
 
+class AdminSessionListSchema(Schema):
+    """/api/admin/users/<username>/sessions: the user and all their live sessions, oldest first."""
+
+    user = fields.Nested(UserSchema, required=True)
+    sessions = fields.List(fields.Nested(SessionSchema), required=True)
+
+
 class LoginResponseSchema(Schema):
     user = fields.Nested(UserSchema, required=True)
 
@@ -119,6 +126,7 @@ def _dump_session(row) -> dict:
     return {"id": row.id, "createdAt": row.created_at, "ua": row.ua,
             "client": row.client, "device": row.device}
 revoke_schema = RevokeSchema()
+admin_session_list_schema = AdminSessionListSchema()
 login_schema = LoginSchema()
 login_response_schema = LoginResponseSchema()
 logout_response_schema = LogoutResponseSchema()

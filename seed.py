@@ -1,6 +1,6 @@
 """Load users, API tokens and sessions from a seed file, all of it or none of it.
 
-Format (DESIGN.md): {"users": [{"username", "password"?, "token"?,
+Format (DESIGN.md): {"users": [{"username", "password"?, "token"?, "admin"?,
 "sessions": [{"id"?, "token"?, "ua"?, "createdAt"?, "expiresAt"?}]}]}
 """
 
@@ -16,7 +16,7 @@ from database import bulk_load_cache, db, insert_many, refresh_planner_statistic
 from models import LoginSession, Session, User, utcnow
 from useragent import clean_ua, describe
 
-USER_KEYS = {"username", "password", "token", "sessions"}
+USER_KEYS = {"username", "password", "token", "admin", "sessions"}
 SESSION_KEYS = {"id", "token", "ua", "createdAt", "expiresAt"}
 CHUNK = 20_000  # rows per INSERT batch, and hashes per existence check
 
@@ -53,6 +53,7 @@ class SeedUser:
     username: str
     password: str | None
     token_hash: str | None
+    is_admin: bool = False
     sessions: list[SeedSession] = field(default_factory=list)
 
 
@@ -99,6 +100,7 @@ def store_seed(users: list[SeedUser]) -> tuple[int, int]:
                 "password_hash": credentials.hash_password(user.password) if user.password else None,
                 "api_token_hash": user.token_hash,
                 "created_at": utcnow(),
+                "is_admin": user.is_admin,
             }
             for user in users
         ]
@@ -140,6 +142,7 @@ def _parse_user(entry, where, now, default_expiry) -> SeedUser:
         username=_text(entry, "username", where, required=True, max_length=255),
         password=_text(entry, "password", where, max_length=1024),
         token_hash=_token_hash(entry, where),
+        is_admin=_flag(entry, "admin", where),
     )
     sessions = entry.get("sessions", [])
     if not isinstance(sessions, list):
@@ -182,6 +185,14 @@ def _text(entry, key, where, required=False, max_length=None, allow_empty=False)
             value.encode("utf-8")
         except UnicodeEncodeError:
             raise SeedError(f"{where}.{key}: is not valid Unicode text") from None
+    return value
+
+
+def _flag(entry, key, where) -> bool:
+    """JSON true or false (absent: false); not "true", not 1."""
+    value = entry.get(key, False)
+    if not isinstance(value, bool):
+        raise SeedError(f"{where}.{key}: must be true or false")
     return value
 
 

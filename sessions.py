@@ -24,23 +24,35 @@ def session_list(caller: Caller, rows: list | None = None) -> dict:
 def revoke(caller: Caller, body: dict) -> dict:
     """Revoke body["sessionId"], or every session but the caller's when body["all"];
     returns the updated list."""
-    target = body.get("sessionId") if body.get("all") is not True else None
-    if target is not None and target == caller.session_id:
-        raise BadRequest("Cannot delete current session, use log out instead.")
+    target = revocation_target(body, keep=caller.session_id)
     with write_transaction():
         username = models.lock_user(caller.user_id)
         if username is None or (caller.session_id is not None and not models.session_is_live(caller.session_id)):
             # Revoked by a concurrent request: a revoked session revokes nothing.
             raise Unauthorized(INVALID_SESSION)
-        if target is None:
-            revoked = models.revoke_other_sessions(caller.user_id, keep=caller.session_id)
-        elif models.revoke_session(caller.user_id, target):
-            revoked = [target]
-        else:
-            raise BadRequest("Session not found in logged in sessions")
+        revoked = revoke_locked(caller.user_id, target, keep=caller.session_id)
     security_event("sessions.revoked", user=username, userId=caller.user_id, bySession=caller.session_id,
                    revoked=revoked)
     return session_list(caller, models.list_sessions(caller.user_id))
+
+
+def revocation_target(body: dict, keep: str | None) -> str | None:
+    """The session id a valid revoke body names, or None for {"all": true}; 400 when it names
+    `keep`, the caller's own session (which only logout ends)."""
+    target = body.get("sessionId") if body.get("all") is not True else None
+    if target is not None and target == keep:
+        raise BadRequest("Cannot delete current session, use log out instead.")
+    return target
+
+
+def revoke_locked(user_id: int, target: str | None, keep: str | None) -> list[str]:
+    """Inside a write transaction holding the user's lock (models.lock_user): revoke the user's
+    session `target`, or all of them but `keep` when target is None; the revoked ids."""
+    if target is None:
+        return models.revoke_other_sessions(user_id, keep=keep)
+    if models.revoke_session(user_id, target):
+        return [target]
+    raise BadRequest("Session not found in logged in sessions")
 
 
 def log_in(username: str, password: str, user_agent: str | None) -> tuple[models.User, str]:

@@ -36,6 +36,7 @@ def test_a_database_at_the_first_revision_upgrades_to_head_keeping_everything(ma
     body = client.get(SESSIONS, headers={"Authorization": "tok-olga", **cookie("cookie-o1")}).json
     assert body["current"]["id"] == "sess_o1"
     assert [s["id"] for s in body["other"]] == ["sess_o0", "sess_o2"]
+    assert client.get("/api/admin/users/olga/sessions", headers={"Authorization": "tok-olga"}).status_code == 403
     assert client.get("/api/health").status_code == 200
 
 
