@@ -43,6 +43,7 @@ DEFAULTS = {
     "THREADS": 4,  # Python threads per worker that run requests
     "LOG_LEVEL": "info",
     "ACCESS_LOG": "-",  # "-": stdout, "off", or a file path
+    "READY_FILE": None,  # a path: serve.py writes the base URL there once the service answers
 }
 
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
@@ -116,6 +117,9 @@ def _check_server(config) -> None:
             raise ConfigError(f"SESSIONS_{key} must be a positive whole number, not {value!r}")
     if config["LOG_LEVEL"] not in LOG_LEVELS:
         raise ConfigError(f"SESSIONS_LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}, not {config['LOG_LEVEL']!r}")
+    ready = config["READY_FILE"]
+    if ready is not None and (not isinstance(ready, str) or not ready):
+        raise ConfigError(f"SESSIONS_READY_FILE must be a file path, not {ready!r}")
     if not isinstance(config["ACCESS_LOG"], str) or not config["ACCESS_LOG"]:
         raise ConfigError(f"SESSIONS_ACCESS_LOG must be -, off or a file path, not {config['ACCESS_LOG']!r}")
 

@@ -4,13 +4,15 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import threading
 import time
+import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from conftest import IPHONE_SAFARI, SEED, WINDOWS_CHROME
-from live_server import LiveServer
+from live_server import ROOT, LiveServer
 
 SESSIONS = "/api/user/sessions"
 
@@ -230,3 +232,28 @@ def test_logins_racing_a_delete_all_are_kept_or_revoked_never_half(tmp_path, dat
             assert server.request("GET", SESSIONS, {"Cookie": f"zipline_token=mia-{n}"})[0] == 401
     finally:
         server.stop()
+
+
+def test_port_zero_and_the_ready_file_tell_the_caller_where_it_listens(tmp_path, database_url):
+    ready = tmp_path / "ready"
+    env = {**os.environ, "SESSIONS_DATABASE_URL": database_url, "SESSIONS_BIND": "127.0.0.1:0",
+           "SESSIONS_READY_FILE": str(ready), "SESSIONS_WORKERS": "2", "SESSIONS_ACCESS_LOG": "off"}
+    log = tmp_path / "server.log"
+    with open(log, "wb") as output:
+        process = subprocess.Popen([sys.executable, "serve.py"], cwd=ROOT, env=env, stdout=output, stderr=output)
+    try:
+        deadline = time.monotonic() + 30
+        while not ready.exists() and time.monotonic() < deadline:
+            assert process.poll() is None, log.read_text()
+            time.sleep(0.05)
+        base_url = ready.read_text().strip()
+        host, port = base_url.removeprefix("http://").rsplit(":", 1)
+        assert host == "127.0.0.1" and int(port) > 0
+        for _ in range(6):  # new connections, whichever worker takes them
+            with urllib.request.urlopen(base_url + "/api/health", timeout=5) as response:
+                assert response.status == 200
+        assert f"ready at {base_url}" in log.read_text()
+        assert list(tmp_path.glob("ready.*.tmp")) == []  # written whole, in one step
+    finally:
+        process.terminate()
+        assert process.wait(timeout=30) == 0
