@@ -1,8 +1,10 @@
 """The real thing: seeded through the CLI, served by Granian (serve.py), driven over HTTP."""
 
+import contextlib
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -257,3 +259,59 @@ def test_port_zero_and_the_ready_file_tell_the_caller_where_it_listens(tmp_path,
     finally:
         process.terminate()
         assert process.wait(timeout=30) == 0
+
+
+MALFORMED = [  # each carries a secret a log must never show
+    b"GET /api/user/sessions HTTP/1.1\r\nHost: x\r\nAuthorization Bearer SECRET-1\r\n\r\n",
+    b"GET /api/user/sessions HTTP/1.1\r\nHost: x\r\nCookie: zipline_token=SECRET-2\x01\r\n\r\n",
+    b"GET /api/user/sessions HTTP/1.1\r\nHost: x\r\nAuthorization: SECRET-3\x00x\r\n\r\n",
+    b"GET /api/user/sessions?token=SECRET-4 HTTP/1.1\r\nHost: x\r\nX: \xff\xfe SECRET-5\r\n\r\n",
+    b"GET /api/user/sessions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer SECRET-6" + b"x" * 20000 + b"\r\n\r\n",
+]
+
+
+@pytest.mark.parametrize("level", ["info", "debug"])
+def test_malformed_requests_leave_no_secret_in_any_log(tmp_path, database_url, level):
+    server = LiveServer(tmp_path, database_url, SEED, workers=1, env={"SESSIONS_LOG_LEVEL": level}).start()
+    try:
+        for raw in MALFORMED:
+            with socket.create_connection(("127.0.0.1", server.port), timeout=10) as connection:
+                connection.sendall(raw)
+                assert connection.recv(64).startswith(b"HTTP/1.1 ")
+    finally:
+        server.stop()
+    log = server.log.read_text(errors="replace")
+    assert "SECRET" not in log, [line for line in log.splitlines() if "SECRET" in line]
+
+
+def test_slow_clients_do_not_stall_the_service(tmp_path, database_url):
+    """500 connections sending their headers a byte a second: others are still answered."""
+    server = LiveServer(tmp_path, database_url, SEED, workers=2).start()
+    slow, stop = [], threading.Event()
+    try:
+        for _ in range(500):
+            connection = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+            connection.sendall(b"GET /api/health HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+            slow.append(connection)
+
+        def trickle():
+            while not stop.wait(1):
+                for connection in slow:
+                    with contextlib.suppress(OSError):
+                        connection.send(b"a")
+
+        sender = threading.Thread(target=trickle)
+        sender.start()
+        time.sleep(2)
+        answered = []
+        for _ in range(5):  # a liveness bound, not a measurement: 5 s where gunicorn stalled 32 s
+            started = time.monotonic()
+            assert server.request("GET", "/api/health", timeout=5)[0] == 200
+            assert server.request("GET", SESSIONS, {"Cookie": "zipline_token=cookie-abc"}, timeout=5)[0] == 200
+            answered.append(time.monotonic() - started)
+        print(f"health + GET while 500 clients trickle their headers: worst {max(answered) * 1000:.0f} ms")
+    finally:
+        stop.set()
+        for connection in slow:
+            connection.close()
+        server.stop()
