@@ -5,6 +5,7 @@ from werkzeug.exceptions import ServiceUnavailable, Unauthorized
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 import cli
+import credentials
 import security_log
 import sessions
 from auth import INVALID_SESSION, clear_session_cookie, current_session, resolve_caller, set_session_cookie
@@ -87,6 +88,8 @@ def create_app(config: dict | None = None) -> Flask:
     app.json = OrjsonProvider(app)
     db.init_app(app)
     warm_up()  # ua-parser compiles its matchers on first use; not during someone's login
+    credentials.set_hash_concurrency(app.config["HASH_CONCURRENCY"])
+    credentials.warm_up()
     with app.app_context():
         configure_engine(db.engine)
         if app.config["AUTO_MIGRATE"]:

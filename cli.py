@@ -27,7 +27,9 @@ def register(app: Flask) -> None:
 def seed_command(path):
     """Load users, tokens and sessions from a JSON seed file (all or nothing)."""
     try:
-        users = seed.parse_seed(seed.read_seed_file(path), current_app.config["TTL_SECONDS"], models.utcnow())
+        config = current_app.config
+        users = seed.parse_seed(seed.read_seed_file(path), config["TTL_SECONDS"], models.utcnow(),
+                                max_per_user=config["MAX_PER_USER"])
         user_count, session_count = seed.store_seed(users)
     except seed.SeedError as error:
         raise click.ClickException(f"seed file refused, nothing stored: {error}") from None

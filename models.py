@@ -3,7 +3,7 @@
 from datetime import UTC, datetime, timedelta
 from typing import NamedTuple
 
-from sqlalchemy import ForeignKey, Index, String, and_, bindparam, delete, select, type_coerce
+from sqlalchemy import ForeignKey, Index, String, and_, bindparam, delete, select, type_coerce, update
 from sqlalchemy.orm import Mapped, mapped_column
 
 import credentials
@@ -158,6 +158,26 @@ def lock_user(user_id: int) -> str | None:
     """
     query = select(User.username).where(User.id == user_id).with_for_update()
     return db.session.execute(query).scalar_one_or_none()
+
+
+def end_oldest_sessions(user_id: int, keep: str, limit: int) -> list[str]:
+    """Inside a write transaction: delete the user's oldest live sessions so that `limit` remain,
+    `keep` (the one just opened) always among them; their ids."""
+    beyond = (
+        select(Session.c.id)
+        .where(Session.c.user_id == user_id, Session.c.expires_at > utcnow(), Session.c.id != keep)
+        .order_by(Session.c.created_at.desc(), Session.c.id.desc())
+        .offset(limit - 1)
+    )
+    statement = delete(Session).where(Session.c.id.in_(beyond.scalar_subquery())).returning(Session.c.id)
+    return sorted(db.session.execute(statement).scalars())
+
+
+def replace_password_hash(user_id: int, old_hash: str, new_hash: str) -> bool:
+    """Inside a write transaction: store `new_hash` unless the hash changed meanwhile."""
+    statement = update(User).where(User.id == user_id, User.password_hash == old_hash).values(
+        password_hash=new_hash)
+    return db.session.execute(statement).rowcount == 1
 
 
 def session_is_live(session_id: str) -> bool:

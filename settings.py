@@ -24,6 +24,8 @@ DEFAULTS = {
     "RATELIMIT_STORAGE_URL": "memory://",
     "RATELIMIT_KEY_PREFIX": "zipline-sessions",  # keeps counts apart when services share a Redis
     "MAX_BODY_BYTES": 16 * 1024,
+    "MAX_PER_USER": 100,  # live sessions per user; a login beyond it ends the user's oldest
+    "HASH_CONCURRENCY": 1,  # password hashes computed at once per worker process (64 MiB each)
     "AUTO_MIGRATE": True,  # bring the schema to head at start; off: flask --app app db-upgrade
     "TRUSTED_PROXIES": 0,  # how many reverse proxies' X-Forwarded-For / -Proto to believe
     # The service's own origin (scheme://host[:port]) as browsers see it; None: the request's
@@ -64,7 +66,7 @@ def load_settings(app: Flask, overrides: dict | None) -> None:
 
 def _check(config) -> None:
     """Refuse to start on a setting that makes no sense, naming it."""
-    for key in ("TTL_SECONDS", "MAX_BODY_BYTES"):
+    for key in ("TTL_SECONDS", "MAX_BODY_BYTES", "MAX_PER_USER", "HASH_CONCURRENCY"):
         value = config[key]
         if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
             raise ConfigError(f"SESSIONS_{key} must be a positive whole number, not {value!r}")
