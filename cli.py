@@ -7,6 +7,7 @@ from flask import Flask, current_app
 from flask.cli import with_appcontext
 from sqlalchemy.exc import IntegrityError
 
+import credentials
 import models
 import seed
 from database import db, migrate, write_transaction
@@ -45,11 +46,13 @@ def seed_command(path):
 def create_user(username, password):
     """Create a user and print their new API token (shown this once only)."""
     taken = click.ClickException(f"a user named {username!r} already exists")
+    # Hashed before the transaction: the write lock is not held while argon2id runs.
+    password_hash = credentials.hash_password(password) if password else None
     try:
         with write_transaction():
             if models.find_user_by_name(username) is not None:
                 raise taken
-            user, token = models.create_user(username, password or None)
+            user, token = models.create_user(username, password_hash)
     except IntegrityError:  # another create-user of this name committed first (PostgreSQL)
         raise taken from None
     click.echo(f"Created user {username!r} (id {user.id}).")

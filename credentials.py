@@ -57,6 +57,19 @@ def set_hash_concurrency(threads: int) -> None:
         previous.shutdown(wait=False)
 
 
+def _fresh_pool_after_fork() -> None:
+    # A forked worker inherits the pool but not its threads (a server that makes the app before
+    # it forks): the pool would wait forever for them. Start the child with a pool of its own.
+    global _hashing, _hashing_threads, _hashing_lock
+    threads = _hashing_threads
+    _hashing, _hashing_threads, _hashing_lock = None, 0, threading.Lock()
+    if threads:
+        set_hash_concurrency(threads)
+
+
+os.register_at_fork(after_in_child=_fresh_pool_after_fork)
+
+
 def _lower_priority() -> None:
     try:
         thread = threading.get_native_id()

@@ -54,12 +54,13 @@ PUBLIC_COLUMNS = (Session.c.id, type_coerce(Session.c.created_at, WireTimestamp(
                   Session.c.ua, Session.c.client, Session.c.device)
 
 
-def create_user(username: str, password: str | None) -> tuple[User, str]:
-    """Add a user with a fresh API token; returns the user and the token (shown once)."""
+def create_user(username: str, password_hash: str | None) -> tuple[User, str]:
+    """Add a user (password hashed beforehand: credentials.hash_password) with a fresh API token;
+    returns the user and the token (shown once)."""
     token = credentials.new_token()
     user = User(
         username=username,
-        password_hash=credentials.hash_password(password) if password else None,
+        password_hash=password_hash,
         api_token_hash=credentials.hash_token(token),
     )
     db.session.add(user)

@@ -94,7 +94,7 @@ def run_size(users: int, args) -> dict:
     floor, floor_port = serve("bench.floor_app:app", env)
     results = {"seed_seconds": seeded}
     try:
-        # Login is bound by scrypt (~0.1 s a try, by design): 2 connections, or wrk only sees queueing.
+        # Login is bound by argon2id (0.1 s or more a try, by design): 2 connections, or wrk only sees queueing.
         # The reads go round by round (service, floor, service, ...) and each row keeps its
         # median round: a shared machine's noise then falls on both sides alike.
         reads = (("get", "get", port), ("floor", "get", floor_port), ("get-token", "get-token", port))

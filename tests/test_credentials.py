@@ -1,7 +1,10 @@
 """Password hashes: argon2id for new ones, older scrypt ones rehashed at login, hashing bounded."""
 
 import os
+import subprocess
+import sys
 import threading
+from pathlib import Path
 
 import argon2
 from argon2.profiles import RFC_9106_LOW_MEMORY
@@ -86,3 +89,24 @@ def test_hashes_run_on_bounded_threads_at_a_lower_priority(make_app):
     for name, niceness in results:
         assert name.startswith("password-hash")
         assert niceness == min(19, own + credentials.HASH_THREAD_NICENESS)
+
+
+FORKED = """
+import os, signal, sys
+import credentials
+credentials.set_hash_concurrency(2)
+credentials.hash_password("before the fork")  # the pool now has a thread
+child = os.fork()
+if child == 0:
+    signal.alarm(30)  # a pool waiting for threads it does not have would hang here
+    os._exit(0 if credentials.password_matches(credentials.hash_password("pw"), "pw") else 1)
+_, status = os.waitpid(child, 0)
+sys.exit(os.waitstatus_to_exitcode(status))
+"""
+
+
+def test_a_forked_worker_hashes_on_a_pool_of_its_own():
+    root = Path(__file__).resolve().parent.parent
+    result = subprocess.run([sys.executable, "-c", FORKED], cwd=root, capture_output=True, text=True,
+                            timeout=90, check=False)
+    assert result.returncode == 0, result.stderr
