@@ -1,16 +1,27 @@
 """The zipline-sessions Flask app: create_app() and the one `api` blueprint."""
 
+import os
+
 from flask import Blueprint, Flask, current_app, jsonify, request
 from werkzeug.exceptions import ServiceUnavailable, Unauthorized
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 import cli
+import credentials
 import security_log
 import sessions
 from admin import admin
 from auth import INVALID_SESSION, clear_session_cookie, current_session, resolve_caller, set_session_cookie
 from cors import init_cors
-from database import Reader, configure_engine, db, migrate, schema_problem
+from database import (
+    Reader,
+    check_database_opens,
+    configure_engine,
+    db,
+    migrate,
+    prepare_sqlite_file,
+    schema_problem,
+)
 from errors import register_error_handlers
 from forward_auth import forward_auth
 from jsonprovider import OrjsonProvider
@@ -25,7 +36,7 @@ from schemas import (
     logout_response_schema,
     revoke_schema,
 )
-from settings import load_settings
+from settings import load_settings, unknown_variables
 from useragent import warm_up
 
 api = Blueprint("api", __name__, url_prefix="/api")
@@ -87,12 +98,18 @@ def openapi_document():
 def create_app(config: dict | None = None) -> Flask:
     """Build the app; `config` overrides defaults and SESSIONS_* variables (tests use it)."""
     app = Flask(__name__, instance_relative_config=True)
+    for warning in unknown_variables(os.environ):
+        app.logger.warning(warning)
     load_settings(app, config)
     app.json = OrjsonProvider(app)
     db.init_app(app)
     warm_up()  # ua-parser compiles its matchers on first use; not during someone's login
+    credentials.set_hash_concurrency(app.config["HASH_CONCURRENCY"])
+    credentials.warm_up()
     with app.app_context():
+        prepare_sqlite_file(db.engine.url)
         configure_engine(db.engine)
+        check_database_opens(db.engine)
         app.extensions["reader"] = Reader(db.engine)
         if app.config["AUTO_MIGRATE"]:
             migrate()

@@ -1,5 +1,6 @@
 """The SQLAlchemy handle, SQLite connection settings and write transactions."""
 
+import os
 import threading
 from collections import namedtuple
 from contextlib import contextmanager, suppress
@@ -13,9 +14,11 @@ from alembic.script import ScriptDirectory
 from flask import current_app
 from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy import bindparam, event
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import URL, Engine
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import DeclarativeBase
+
+from settings import ConfigError
 
 
 class Base(DeclarativeBase):
@@ -52,6 +55,45 @@ def configure_engine(engine: Engine) -> None:
     def on_begin(connection):
         write_lock = connection.get_execution_options().get("write_lock")
         connection.exec_driver_sql("BEGIN IMMEDIATE" if write_lock else "BEGIN")
+
+
+def prepare_sqlite_file(url: URL) -> None:
+    """A SQLite file database: make its missing folder, and a new file readable by its owner
+    only (0600 whatever the umask; SQLite gives its -wal and -shm files the same mode).
+
+    An existing file keeps the permissions it has: the operator who made it decided them.
+    """
+    path = url.database
+    if url.get_backend_name() != "sqlite" or not path or path == ":memory:" or path.startswith("file:"):
+        return
+    folder = os.path.dirname(os.path.abspath(path))
+    try:
+        os.makedirs(folder, mode=0o700, exist_ok=True)
+    except OSError as error:
+        raise ConfigError(f"SESSIONS_DATABASE_URL: cannot make the folder {folder} of the SQLite database "
+                          f"({error.strerror or error})") from None
+    try:
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return
+    except OSError as error:
+        raise ConfigError(f"SESSIONS_DATABASE_URL: cannot create the SQLite database {path} "
+                          f"({error.strerror or error})") from None
+    try:
+        os.fchmod(descriptor, 0o600)  # a umask such as 0277 would have taken the owner's write bit
+    finally:
+        os.close(descriptor)
+
+
+def check_database_opens(engine: Engine) -> None:
+    """Connect once (on SQLite this reads the file's header); a ConfigError naming the database if not."""
+    try:
+        with engine.connect() as connection:
+            connection.exec_driver_sql("SELECT 1")
+    except SQLAlchemyError as error:
+        reason = str(getattr(error, "orig", None) or error).strip().splitlines()[0]
+        raise ConfigError(f"SESSIONS_DATABASE_URL: cannot open the database "
+                          f"{engine.url.render_as_string(hide_password=True)} ({reason})") from None
 
 
 def read_rows(statement, params: dict) -> list:

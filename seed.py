@@ -67,8 +67,13 @@ def read_seed_file(path: str) -> object:
         raise SeedError(f"{path}: not valid JSON ({error})") from None
 
 
-def parse_seed(document: object, ttl_seconds: int, now: datetime) -> list[SeedUser]:
-    """Check the whole document; every problem names its entry, e.g. users[2].sessions[0].id."""
+def parse_seed(document: object, ttl_seconds: int, now: datetime,
+               max_per_user: int | None = None) -> list[SeedUser]:
+    """Check the whole document; every problem names its entry, e.g. users[2].sessions[0].id.
+
+    A user with more than `max_per_user` live sessions is refused (SESSIONS_MAX_PER_USER): a login
+    would only end the surplus. Users are new, so the file's sessions are all they have.
+    """
     if not isinstance(document, dict) or not isinstance(document.get("users"), list):
         raise SeedError('the file must be a JSON object with a "users" array')
     _no_unknown_keys(document, {"users"}, "the file")
@@ -79,6 +84,8 @@ def parse_seed(document: object, ttl_seconds: int, now: datetime) -> list[SeedUs
     default_expiry = now + timedelta(seconds=ttl_seconds)
     for index, entry in enumerate(document["users"]):
         user = _parse_user(entry, Where(index), now, default_expiry)
+        if max_per_user is not None:
+            _within_cap(user, now, max_per_user)
         _once(seen_names, user.username, (user.where, "username"), "username")
         if user.token_hash is not None:
             _once(seen_tokens, user.token_hash, (user.where, "token"), "token")
@@ -92,12 +99,14 @@ def parse_seed(document: object, ttl_seconds: int, now: datetime) -> list[SeedUs
 def store_seed(users: list[SeedUser]) -> tuple[int, int]:
     """Insert everything in one transaction after checking nothing clashes with the database,
     then refresh the query planner's statistics (a bulk load leaves them stale)."""
+    # Hashed first (argon2id, ~0.1-0.2 s each): the write lock is not held meanwhile.
+    hashes = iter(credentials.hash_passwords([user.password for user in users if user.password]))
     with write_transaction(), bulk_load_cache():
         _refuse_existing(users)
         user_rows = [
             {
                 "username": user.username,
-                "password_hash": credentials.hash_password(user.password) if user.password else None,
+                "password_hash": next(hashes) if user.password else None,
                 "api_token_hash": user.token_hash,
                 "created_at": utcnow(),
                 "is_admin": user.is_admin,
@@ -150,6 +159,13 @@ def _parse_user(entry, where, now, default_expiry) -> SeedUser:
     for index, item in enumerate(sessions):
         user.sessions.append(_parse_session(item, Where(where.user, index), now, default_expiry))
     return user
+
+
+def _within_cap(user: SeedUser, now: datetime, max_per_user: int) -> None:
+    live = sum(1 for session in user.sessions if session.expires_at > now)
+    if live > max_per_user:
+        raise SeedError(f"{user.where} {user.username!r}: {live} live sessions, "
+                        f"more than SESSIONS_MAX_PER_USER ({max_per_user})")
 
 
 def _parse_session(entry, where, now, default_expiry) -> SeedSession:

@@ -152,7 +152,7 @@ def test_racing_delete_all_from_two_sessions_leaves_exactly_one(tmp_path, databa
 def test_sigterm_lets_in_flight_requests_finish(tmp_path, database_url):
     server = LiveServer(tmp_path, database_url, SEED, workers=1).start()
     with ThreadPoolExecutor(max_workers=1) as pool:
-        # A login spends ~0.1 s in scrypt: long enough to be in flight when SIGTERM lands.
+        # A login spends 0.1 s or more in argon2id: long enough to be in flight when SIGTERM lands.
         def log_in_and_time():
             status = server.request("POST", "/api/auth/login", {},
                                     {"username": "alice", "password": "wonderland"})[0]
