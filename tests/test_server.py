@@ -315,3 +315,14 @@ def test_slow_clients_do_not_stall_the_service(tmp_path, database_url):
         for connection in slow:
             connection.close()
         server.stop()
+
+
+@pytest.mark.parametrize(("variable", "value"), [("SESSIONS_WORKERS", "zero"), ("SESSIONS_BIND", "8000"),
+                                                 ("SESSIONS_TTL_SECONDS", "-5")])
+def test_a_bad_setting_stops_serve_py_with_one_line(tmp_path, variable, value):
+    env = {**os.environ, "SESSIONS_DATABASE_URL": f"sqlite:///{tmp_path / 'bad.db'}", variable: value}
+    result = subprocess.run([sys.executable, "serve.py"], cwd=ROOT, env=env, capture_output=True, text=True,
+                            timeout=60, check=False)
+    assert result.returncode == 2
+    [line] = result.stderr.strip().splitlines()  # one line, no traceback
+    assert line.startswith(f"zipline-sessions: {variable} ") and value in line, line
