@@ -27,6 +27,7 @@ from forward_auth import forward_auth
 from jsonprovider import OrjsonProvider
 from openapi import build_openapi
 from ratelimit import check_login_attempt, init_rate_limits, limit_storage_problem
+from responses import WholeBodyResponse
 from schemas import (
     dump_session_list,
     health_schema,
@@ -98,6 +99,7 @@ def openapi_document():
 def create_app(config: dict | None = None) -> Flask:
     """Build the app; `config` overrides defaults and SESSIONS_* variables (tests use it)."""
     app = Flask(__name__, instance_relative_config=True)
+    app.response_class = WholeBodyResponse
     for warning in unknown_variables(os.environ):
         app.logger.warning(warning)
     load_settings(app, config)
