@@ -237,7 +237,8 @@ def bulk_load_cache(megabytes: int = 512):
 
 
 def insert_many(table, rows: list[dict]) -> None:
-    """Bulk INSERT into `table` inside the current write transaction, on the DBAPI cursor.
+    """Bulk INSERT into `table` inside the current write transaction, on the DBAPI cursor
+    (PostgreSQL: COPY).
 
     For seeding a million rows: SQLAlchemy's executemany spends more time converting each
     row's parameters than the database spends storing it.
@@ -246,6 +247,9 @@ def insert_many(table, rows: list[dict]) -> None:
         return
     connection = db.session.connection()
     keys = tuple(sorted(rows[0]))
+    if connection.dialect.name == "postgresql":
+        _copy_rows(connection, table, keys, rows)  # 1.6-2.3x executemany's speed (README, "Benchmark")
+        return
     if (table.name, keys) not in _bulk_inserts:
         _bulk_inserts[table.name, keys] = table.insert().values({key: bindparam(key) for key in keys})
     statement = _bulk_inserts[table.name, keys]
@@ -258,6 +262,17 @@ def insert_many(table, rows: list[dict]) -> None:
 
 
 _bulk_inserts: dict = {}
+
+
+def _copy_rows(connection, table, keys: tuple, rows: list[dict]) -> None:
+    """PostgreSQL: the rows through COPY, psycopg adapting each value."""
+    cursor = connection.connection.dbapi_connection.cursor()
+    try:
+        with cursor.copy(f"COPY {table.name} ({', '.join(keys)}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row([row[key] for key in keys])
+    finally:
+        cursor.close()
 
 
 def _prepared(statement, dialect) -> _Prepared:
