@@ -1,7 +1,6 @@
 """The SQLAlchemy handle, SQLite connection settings and write transactions."""
 
 import os
-import threading
 from collections import namedtuple
 from contextlib import contextmanager, suppress
 from functools import cache, lru_cache
@@ -102,71 +101,60 @@ def read_rows(statement, params: dict) -> list:
 
 
 class Reader:
-    """The request path's reads: one autocommit DBAPI connection per thread, kept open.
+    """The request path's reads: a stack of idle autocommit DBAPI connections, no pool.
 
     Each read is one statement, consistent on its own, and in autocommit it sees every commit
-    made before it: a revocation is seen by the next request on every worker. The SQL is
-    compiled by SQLAlchemy once per statement and dialect, with its types' own conversions;
-    each call then runs on the thread's DBAPI connection, which skips the pool's hand-out and
-    its rollback on return (a round trip on PostgreSQL) and SQLAlchemy's per-execute work
-    (README, "Benchmark"). Engine.dispose() closes these connections too.
+    made before it: a revocation is seen by the next request on every worker. A read takes an
+    idle connection (or opens one), runs the statement and puts the connection back, which
+    skips the pool's hand-out and its rollback on return (a round trip on PostgreSQL) and
+    SQLAlchemy's per-execute work (README, "Benchmark"). There are never more connections
+    than reads at once. The SQL is compiled by SQLAlchemy once per statement and dialect, with
+    its types' own conversions. Engine.dispose() closes these connections too.
     """
 
     def __init__(self, engine: Engine):
         self.engine = engine
-        self.local = threading.local()
-        self.generation = 0  # bumped by dispose: every thread then reconnects
-        self.open: dict[int, object] = {}  # thread id -> its connection, to close on dispose
-        self.lock = threading.Lock()
+        self.idle: list = []  # (connection, cursor); list.pop and list.append are atomic
+        self.generation = 0  # bumped by dispose: connections out at the time are closed on return
         event.listen(engine, "engine_disposed", self.close_all)
 
     def rows(self, statement, params: dict) -> list:
         prepared = _prepared(statement, self.engine.dialect)
         arguments = prepared.arguments(params)
         for attempt in (1, 2):
-            cursor = self._cursor()
+            generation = self.generation
+            try:
+                connection, cursor = self.idle.pop()
+            except IndexError:
+                connection, cursor = self._connect()
             try:
                 cursor.execute(prepared.sql, arguments)
-                return prepared.rows(cursor.fetchall())
+                raws = cursor.fetchall()
             except self.engine.dialect.loaded_dbapi.Error as error:
-                disconnected = self.engine.dialect.is_disconnect(error, cursor.connection, cursor)
-                self._forget()
+                disconnected = self.engine.dialect.is_disconnect(error, connection, cursor)
+                _close_quietly(connection)
                 if attempt == 2 or not disconnected:
                     raise
+                continue
+            if generation == self.generation:
+                self.idle.append((connection, cursor))
+            else:
+                _close_quietly(connection)
+            return prepared.rows(raws)
         raise AssertionError("unreachable")
 
-    def _cursor(self):
-        local = self.local
-        if getattr(local, "generation", None) != self.generation:
-            proxied = self.engine.raw_connection()  # through the pool once: its connect events run
-            proxied.detach()
-            connection = proxied.dbapi_connection
-            self.engine.dialect.set_isolation_level(connection, "AUTOCOMMIT")
-            local.connection, local.cursor, local.generation = connection, connection.cursor(), self.generation
-            with self.lock:
-                self._close_dead_threads()
-                self.open[threading.get_ident()] = connection
-        return local.cursor
-
-    def _forget(self) -> None:
-        """Drop this thread's connection after an error; the next read opens a new one."""
-        connection = getattr(self.local, "connection", None)
-        self.local.generation = None
-        with self.lock:
-            self.open.pop(threading.get_ident(), None)
-        _close_quietly(connection)
-
-    def _close_dead_threads(self) -> None:
-        alive = {thread.ident for thread in threading.enumerate()}
-        for ident in [ident for ident in self.open if ident not in alive]:
-            _close_quietly(self.open.pop(ident))
+    def _connect(self) -> tuple:
+        proxied = self.engine.raw_connection()  # through the pool once: its connect events run
+        proxied.detach()
+        connection = proxied.dbapi_connection
+        self.engine.dialect.set_isolation_level(connection, "AUTOCOMMIT")
+        return connection, connection.cursor()
 
     def close_all(self, _engine=None) -> None:
-        with self.lock:
-            self.generation += 1
-            for connection in self.open.values():
-                _close_quietly(connection)
-            self.open.clear()
+        self.generation += 1
+        while self.idle:
+            with suppress(IndexError):
+                _close_quietly(self.idle.pop()[0])
 
 
 def _close_quietly(connection) -> None:

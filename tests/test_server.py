@@ -326,3 +326,20 @@ def test_a_bad_setting_stops_serve_py_with_one_line(tmp_path, variable, value):
     assert result.returncode == 2
     [line] = result.stderr.strip().splitlines()  # one line, no traceback
     assert line.startswith(f"zipline-sessions: {variable} ") and value in line, line
+
+
+def test_one_worker_serves_many_reads_at_once_on_all_its_threads(tmp_path, database_url):
+    server = LiveServer(tmp_path, database_url, SEED, workers=1, env={"SESSIONS_THREADS": "8"}).start()
+    try:
+        [worker] = server.worker_pids()
+
+        def read(n):
+            cookie = ("cookie-abc", "cookie-def", "cookie-bob")[n % 3]
+            return server.request("GET", SESSIONS, {"Cookie": f"zipline_token={cookie}"})[0]
+
+        with ThreadPoolExecutor(max_workers=32) as pool:
+            answers = list(pool.map(read, range(1500)))
+        assert answers == [200] * 1500
+        assert server.worker_pids() == [worker]  # no worker died on the way
+    finally:
+        server.stop()
