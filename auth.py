@@ -2,7 +2,7 @@
 
 from dataclasses import dataclass
 
-from flask import current_app, request
+from flask import after_this_request, current_app, request
 from werkzeug.exceptions import Unauthorized
 
 import models
@@ -25,7 +25,7 @@ def resolve_caller() -> Caller:
     session is current only if it is that user's. Without a token the cookie decides.
     """
     header = request.headers.get("Authorization")
-    cookie = request.cookies.get(current_app.config["COOKIE_NAME"]) or None
+    cookie = session_cookie()
     if header is None and cookie is None:
         raise Unauthorized(INVALID_SESSION)
     rows = models.sessions_seen_by(_strip_bearer(header) if header is not None else None, cookie)
@@ -37,10 +37,15 @@ def resolve_caller() -> Caller:
     return Caller(rows[0].user_id, current.id if current else None, [row for row in rows if row.id is not None])
 
 
+def session_cookie() -> str | None:
+    """The session token the request's cookie carries, or None (no cookie, or an empty one)."""
+    return request.cookies.get(current_app.config["COOKIE_NAME"]) or None
+
+
 def current_session():
     """The live session the cookie names, or None; an expired one is purged on sight."""
-    token = request.cookies.get(current_app.config["COOKIE_NAME"])
-    if not token:
+    token = session_cookie()
+    if token is None:
         return None
     session = models.find_session_by_token(token)
     if session is None:
@@ -49,6 +54,17 @@ def current_session():
         with write_transaction():
             models.end_session(session.id)
         return None
+    return session
+
+
+def logged_in_session():
+    """The live session the cookie names; else 401 "Invalid login session", clearing a stale or
+    unknown cookie on the way (the browser stops sending what no longer logs anyone in)."""
+    session = current_session()
+    if session is None:
+        if session_cookie() is not None:
+            after_this_request(clear_session_cookie)
+        raise Unauthorized(INVALID_SESSION)
     return session
 
 
@@ -65,9 +81,10 @@ def set_session_cookie(response, token: str) -> None:
     )
 
 
-def clear_session_cookie(response) -> None:
+def clear_session_cookie(response):
     config = current_app.config
     response.set_cookie(
         config["COOKIE_NAME"], "", max_age=0, expires=0, path="/",
         httponly=True, samesite="Lax", secure=config["COOKIE_SECURE"],
     )
+    return response

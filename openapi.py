@@ -29,8 +29,8 @@ def _json(schema: str) -> dict:
 
 
 def _errors(*statuses: int) -> dict:
-    reasons = {400: "Bad input", 401: "Invalid login session", 413: "Body too large",
-               415: "Body is not JSON", 429: "Too many login attempts", 500: "Unexpected fault",
+    reasons = {400: "Bad input", 401: "Invalid login session", 403: "Cross-site logout refused",
+               413: "Body too large", 415: "Body is not JSON", 429: "Too many login attempts", 500: "Unexpected fault",
                503: "Database unavailable or its schema behind"}
     return {str(status): {"description": reasons[status], **_json("Error")} for status in (*statuses, 500)}
 
@@ -70,7 +70,7 @@ def build_openapi(app: Flask) -> dict:
     })
     logout = {"summary": "Log out", "security": [{"sessionCookie": []}],
               "responses": {"200": {"description": "Logged out; the cookie is cleared", **_json("LogoutResponse")},
-                            **_errors(401)}}
+                            **_errors(401, 403)}}
     spec.path("/api/auth/logout", operations={"get": {**logout, "operationId": "logOutGet"},
                                              "post": {**logout, "operationId": "logOut"}})
     spec.path("/api/health", operations={

@@ -43,18 +43,26 @@ def revoke(caller: Caller, body: dict) -> dict:
     return session_list(caller, models.list_sessions(caller.user_id))
 
 
-def log_in(username: str, password: str, user_agent: str | None) -> tuple[models.User, str]:
-    """Check the credentials and open a session; returns the user and the session token."""
+def log_in(username: str, password: str, user_agent: str | None,
+           presented: str | None = None) -> tuple[models.User, str]:
+    """Check the credentials and open a session; returns the user and the session token.
+
+    `presented` is the session cookie the browser sent: if it names a session of this same
+    user, that session ends as the new one opens (rotation: one browser, one live session).
+    """
     user = models.find_user_by_name(username)
     if not credentials.password_matches(user.password_hash if user else None, password):
         security_event("login.failure", user=username)
         # One answer for an unknown user and a wrong password.
         raise Unauthorized("Invalid username or password")
     with write_transaction():
+        replaced = models.end_user_session_by_token(user.id, presented) if presented else None
         opened = models.open_session(user.id, user_agent, current_app.config["TTL_SECONDS"])
         purged = models.purge_expired(limit=PURGE_BATCH)
     security_event("login.success", user=user.username, userId=user.id, sessionId=opened.id,
                    client=opened.client, device=opened.device)
+    if replaced:
+        security_event("login.rotated", user=user.username, userId=user.id, ended=replaced, sessionId=opened.id)
     if purged:
         security_event("sessions.purged", count=purged)
     return user, opened.token

@@ -46,6 +46,7 @@ BAD_DELETE_BODIES = {
     "session-id-list": '{"sessionId": ["sess_def456"]}',
     "session-id-object": '{"sessionId": {"id": "sess_def456"}}',
     "session-id-surrogate": '{"sessionId": "\\ud800"}',
+    "session-id-nul": '{"sessionId": "sess_def456\\u0000"}',  # PostgreSQL cannot hold NUL: refused on both
     "session-id-too-long": json.dumps({"sessionId": "s" * 300}),
     "invalid-utf8": b'{"sessionId": "\xff"}',
     "deeply-nested": "[" * 5000 + "]" * 5000,
