@@ -66,7 +66,8 @@ def login():
     """Log in with a username and password; opens a session and sets its cookie."""
     check_login_attempt()
     body = load_body(login_schema)
-    user, token = sessions.log_in(body["username"], body["password"], request.user_agent.string, session_cookie())
+    user, token = sessions.log_in(body["username"], body["password"], request.user_agent.string,
+                                  presented=session_cookie())
     response = jsonify(login_response_schema.dump({"user": user}))
     set_session_cookie(response, token)
     return response

@@ -23,12 +23,14 @@ class StorableText(click.ParamType):
 
     name = "text"
 
-    def __init__(self, max_length: int, secret: bool = False):
-        self.max_length, self.secret = max_length, secret
+    def __init__(self, max_length: int, secret: bool = False, allow_empty: bool = False):
+        self.max_length, self.secret, self.allow_empty = max_length, secret, allow_empty
 
     def convert(self, value, param, ctx):
         shown = "" if self.secret else f"{value!r} "
         if not value:
+            if self.allow_empty:
+                return value
             self.fail("must not be empty", param, ctx)
         if len(value) > self.max_length:
             self.fail(f"{shown}is longer than {self.max_length} characters", param, ctx)
@@ -63,9 +65,8 @@ def seed_command(path):
 @click.command("create-user")
 @with_appcontext
 @click.argument("username", type=USERNAME)
-@click.option("--password", type=StorableText(1024, secret=True), is_flag=False, flag_value="", default=None,
-              prompt=True,
-              prompt_required=False, hide_input=True, confirmation_prompt=True,
+@click.option("--password", type=StorableText(1024, secret=True, allow_empty=True), is_flag=False, flag_value="",
+              default=None, prompt=True, prompt_required=False, hide_input=True, confirmation_prompt=True,
               help="Give a password (asked for when no value follows) so the user can log in.")
 def create_user(username, password):
     """Create a user and print their new API token (shown this once only)."""

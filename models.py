@@ -184,9 +184,10 @@ def revoke_other_sessions(user_id: int, keep: str | None) -> list[str]:
 
 
 def end_user_session_by_token(user_id: int, token: str) -> str | None:
-    """Delete the session `token` names if it is `user_id`'s; its id, or None (not theirs, or none)."""
+    """Delete the live session `token` names if it is `user_id`'s; its id, or None (not theirs, or none)."""
     query = (delete(Session)
-             .where(Session.c.token_hash == credentials.hash_token(token), Session.c.user_id == user_id)
+             .where(Session.c.token_hash == credentials.hash_token(token), Session.c.user_id == user_id,
+                    Session.c.expires_at > utcnow())
              .returning(Session.c.id))
     return db.session.execute(query).scalar_one_or_none()
 

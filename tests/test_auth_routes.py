@@ -253,10 +253,12 @@ def test_a_login_from_a_browser_with_a_live_session_of_the_same_user_ends_it(cli
     assert rotated[0]["ended"].startswith("sess_") and rotated[0]["ended"] not in str(listing)
 
 
-def test_a_login_leaves_a_cookie_of_another_user_alone(client, security_events):
+@pytest.mark.parametrize("token", ["cookie-bob", "cookie-old", "nope"])  # another user's, expired, unknown
+def test_a_login_ends_no_session_of_another_user_and_rotates_nothing_dead(client, security_events, token):
     assert client.post(LOGIN, json={"username": "alice", "password": "wonderland"},
-                       headers=cookie("cookie-bob")).status_code == 200
+                       headers=cookie(token)).status_code == 200
     assert client.get(SESSIONS, headers=cookie("cookie-bob")).status_code == 200
+    assert len(client.get(SESSIONS, headers={"Authorization": "tok-alice"}).json["other"]) == 3
     assert not [event for event in security_events if event["event"] == "login.rotated"]
 
 

@@ -269,3 +269,8 @@ def test_a_password_with_nul_is_refused_without_echoing_it(app, runner):
     assert result.exit_code != 0, result.output
     assert "Error: must not contain a NUL character" in result.output and "cret" not in result.output
     assert counts(app) == before
+
+
+def test_an_empty_password_still_means_none(app, runner, client):
+    assert runner.invoke(args=["create-user", "nopw", "--password", ""]).exit_code == 0
+    assert client.post("/api/auth/login", json={"username": "nopw", "password": "x"}).status_code == 401
