@@ -164,10 +164,8 @@ CROSS_SITE = {
 
 @pytest.mark.parametrize("method", ["get", "post"])
 @pytest.mark.parametrize("headers", CROSS_SITE.values(), ids=CROSS_SITE.keys())
-def test_a_cross_site_logout_is_403_and_changes_nothing(make_app, method, headers):
-    app = make_app(CORS_ORIGINS="http://app.test")
-    with app.app_context():
-        seed.store_seed(seed.parse_seed(SEED, app.config["TTL_SECONDS"], utcnow()))
+def test_a_cross_site_logout_is_403_and_changes_nothing(make_seeded_app, method, headers):
+    app = make_seeded_app(CORS_ORIGINS="http://app.test")
     client = app.test_client(use_cookies=False)
     response = getattr(client, method)(LOGOUT, headers={**cookie("cookie-abc"), **headers},
                                        base_url="http://localhost")
@@ -189,10 +187,8 @@ SAME_SITE = {
 
 @pytest.mark.parametrize("method", ["get", "post"])
 @pytest.mark.parametrize("headers", SAME_SITE.values(), ids=SAME_SITE.keys())
-def test_a_same_site_or_allowed_logout_logs_out(make_app, method, headers):
-    app = make_app(CORS_ORIGINS="http://app.test, https://other.test")
-    with app.app_context():
-        seed.store_seed(seed.parse_seed(SEED, app.config["TTL_SECONDS"], utcnow()))
+def test_a_same_site_or_allowed_logout_logs_out(make_seeded_app, method, headers):
+    app = make_seeded_app(CORS_ORIGINS="http://app.test, https://other.test")
     client = app.test_client(use_cookies=False)
     response = getattr(client, method)(LOGOUT, headers={**cookie("cookie-abc"), **headers},
                                        base_url="http://localhost")
@@ -206,19 +202,15 @@ def test_a_same_site_or_allowed_logout_logs_out(make_app, method, headers):
     ("https://files.example.com", "http://localhost", 403),  # the Host no longer decides
     (None, "http://localhost", 200),
 ])
-def test_the_public_origin_is_the_services_own(make_app, public_origin, origin, status):
-    app = make_app(PUBLIC_ORIGIN=public_origin)
-    with app.app_context():
-        seed.store_seed(seed.parse_seed(SEED, app.config["TTL_SECONDS"], utcnow()))
+def test_the_public_origin_is_the_services_own(make_seeded_app, public_origin, origin, status):
+    app = make_seeded_app(PUBLIC_ORIGIN=public_origin)
     response = app.test_client(use_cookies=False).post(
         LOGOUT, headers={**cookie("cookie-abc"), "Origin": origin}, base_url="http://localhost")
     assert response.status_code == status
 
 
-def test_the_own_origin_follows_trusted_proxies(make_app):
-    app = make_app(TRUSTED_PROXIES=1)
-    with app.app_context():
-        seed.store_seed(seed.parse_seed(SEED, app.config["TTL_SECONDS"], utcnow()))
+def test_the_own_origin_follows_trusted_proxies(make_seeded_app):
+    app = make_seeded_app(TRUSTED_PROXIES=1)
     client = app.test_client(use_cookies=False)
     behind_https = {"X-Forwarded-Proto": "https", "Host": "files.example.com"}
     refused = client.post(LOGOUT, headers={**cookie("cookie-abc"), **behind_https,
