@@ -167,3 +167,15 @@ def security_events():
     yield records
     logger.setLevel(level)
     logger.removeHandler(handler)
+
+
+@pytest.fixture(autouse=True)
+def app_logger_restored():
+    """Every app shares the "app" logger: a test that silences it for an expected 500 must not
+    silence it for the tests after it."""
+    import logging
+
+    logger = logging.getLogger("app")
+    disabled = logger.disabled
+    yield
+    logger.disabled = disabled
