@@ -7,6 +7,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 import cli
 import security_log
 import sessions
+from account import account
 from admin import admin
 from auth import INVALID_SESSION, clear_session_cookie, current_session, resolve_caller, set_session_cookie
 from cors import init_cors
@@ -106,6 +107,7 @@ def create_app(config: dict | None = None) -> Flask:
     init_cors(app)
     app.register_blueprint(forward_auth)
     app.register_blueprint(admin)
+    app.register_blueprint(account)
     init_rate_limits(app)
     cli.register(app)
     app.extensions["openapi"] = build_openapi(app)
