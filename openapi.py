@@ -141,9 +141,13 @@ def _admin_paths(spec: APISpec, caller: list, error: str) -> None:
 
 def _account_paths(spec: APISpec, caller: list, error: str) -> None:
     no_store = {"Cache-Control": {"description": "no-store", "required": True, "schema": {"type": "string"}}}
+    # The same callers as the sessions routes; the cookie first, as a browser's dashboard calls
+    # it (a client tries the alternatives in order: a fuzzer's reset by cookie leaves it a caller).
+    by_cookie_first = [caller[1], caller[0], caller[2]]
     token_errors = _errors(error, 401)
     spec.path("/api/user/token", operations={
-        "patch": {"summary": "Replace the caller's API token", "operationId": "resetToken", "security": caller,
+        "patch": {"summary": "Replace the caller's API token", "operationId": "resetToken",
+                  "security": by_cookie_first,
                   "description": "As Zipline v4. The new token is shown this once; the old one is refused "
                                  "from the next request on.",
                   "responses": {"200": {"description": "The user and the new API token", "headers": no_store,
