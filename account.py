@@ -24,7 +24,7 @@ account = Blueprint("account", __name__, url_prefix="/api")
 TOKEN_NOT_SHOWN = ("The API token is stored only as a hash and cannot be shown again: "
                    "PATCH /api/user/token issues a new one.")
 COOKIE_ONLY = "Only a session cookie can change the password: log in first."
-SAME_AS_USERNAME = "password: must not be the username."
+SAME_AS_USERNAME = "password: Must not be the username."
 
 
 @account.patch("/user/token")

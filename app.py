@@ -1,22 +1,36 @@
 """The zipline-sessions Flask app: create_app() and the one `api` blueprint."""
 
+import os
+
 from flask import Blueprint, Flask, current_app, jsonify, request
-from werkzeug.exceptions import ServiceUnavailable, Unauthorized
+from werkzeug.exceptions import ServiceUnavailable
 from werkzeug.middleware.proxy_fix import ProxyFix
+from werkzeug.routing import Rule as WerkzeugRule
 
 import cli
+import credentials
 import security_log
 import sessions
 from account import account
 from admin import admin
-from auth import INVALID_SESSION, clear_session_cookie, current_session, resolve_caller, set_session_cookie
+from auth import clear_session_cookie, logged_in_session, resolve_caller, session_cookie, set_session_cookie
 from cors import init_cors
-from database import Reader, configure_engine, db, migrate, schema_problem
+from crosssite import refuse_cross_site
+from database import (
+    Reader,
+    check_database_opens,
+    configure_engine,
+    db,
+    migrate,
+    prepare_sqlite_file,
+    schema_problem,
+)
 from errors import register_error_handlers
 from forward_auth import forward_auth
 from jsonprovider import OrjsonProvider
 from openapi import build_openapi
 from ratelimit import check_login_attempt, init_rate_limits, limit_storage_problem
+from responses import WholeBodyResponse
 from schemas import (
     dump_session_list,
     health_schema,
@@ -26,10 +40,27 @@ from schemas import (
     logout_response_schema,
     revoke_schema,
 )
-from settings import load_settings
+from settings import load_settings, unknown_variables
 from useragent import warm_up
 
 api = Blueprint("api", __name__, url_prefix="/api")
+
+
+class Rule(WerkzeugRule):
+    """werkzeug's Rule, which may refuse the HEAD it adds to every GET route (`head=False`):
+    a HEAD of logout would log out, since HEAD runs the GET view."""
+
+    def __init__(self, string: str, *, head: bool = True, **options):
+        super().__init__(string, **options)
+        if not head and self.methods is not None:
+            self.methods.discard("HEAD")
+
+
+@api.after_request
+def no_store(response):
+    """Nothing the API answers is for a cache to keep: session lists, logins, cookies."""
+    response.headers["Cache-Control"] = "no-store"
+    return response
 
 
 @api.get("/user/sessions")
@@ -51,19 +82,18 @@ def login():
     """Log in with a username and password; opens a session and sets its cookie."""
     check_login_attempt()
     body = load_body(login_schema)
-    user, token = sessions.log_in(body["username"], body["password"], request.user_agent.string)
+    user, token = sessions.log_in(body["username"], body["password"], request.user_agent.string,
+                                  presented=session_cookie())
     response = jsonify(login_response_schema.dump({"user": user}))
     set_session_cookie(response, token)
     return response
 
 
-@api.route("/auth/logout", methods=["GET", "POST"])
+@api.route("/auth/logout", methods=["GET", "POST"], head=False)
 def logout():
-    """End the session the cookie names and clear the cookie."""
-    session = current_session()
-    if session is None:
-        raise Unauthorized(INVALID_SESSION)
-    sessions.log_out(session)
+    """End the session the cookie names and clear the cookie (never for another site)."""
+    refuse_cross_site()
+    sessions.log_out(logged_in_session())
     response = jsonify(logout_response_schema.dump({"loggedOut": True}))
     clear_session_cookie(response)
     return response
@@ -88,12 +118,20 @@ def openapi_document():
 def create_app(config: dict | None = None) -> Flask:
     """Build the app; `config` overrides defaults and SESSIONS_* variables (tests use it)."""
     app = Flask(__name__, instance_relative_config=True)
+    app.response_class = WholeBodyResponse
+    for warning in unknown_variables(os.environ):
+        app.logger.warning(warning)
+    app.url_rule_class = Rule
     load_settings(app, config)
     app.json = OrjsonProvider(app)
     db.init_app(app)
     warm_up()  # ua-parser compiles its matchers on first use; not during someone's login
+    credentials.set_hash_concurrency(app.config["HASH_CONCURRENCY"])
+    credentials.warm_up()
     with app.app_context():
+        prepare_sqlite_file(db.engine.url)
         configure_engine(db.engine)
+        check_database_opens(db.engine)
         app.extensions["reader"] = Reader(db.engine)
         if app.config["AUTO_MIGRATE"]:
             migrate()

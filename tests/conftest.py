@@ -97,12 +97,22 @@ def make_app(database_url):
 
 
 @pytest.fixture
-def app(make_app):
+def make_seeded_app(make_app):
+    """make_app, then SEED stored in the app's database."""
+
+    def make(**overrides):
+        app = make_app(**overrides)
+        with app.app_context():
+            seed.store_seed(seed.parse_seed(SEED, app.config["TTL_SECONDS"], utcnow()))
+        return app
+
+    return make
+
+
+@pytest.fixture
+def app(make_seeded_app):
     """A fresh app on an empty database, seeded with SEED."""
-    app = make_app()
-    with app.app_context():
-        seed.store_seed(seed.parse_seed(SEED, app.config["TTL_SECONDS"], utcnow()))
-    return app
+    return make_seeded_app()
 
 
 @pytest.fixture
@@ -152,6 +162,8 @@ def security_events():
 
     handler = Collect()
     logger.addHandler(handler)
-    logger.setLevel(logging.INFO)  # as security_log.configure() does, whichever runs first
+    level = logger.level
+    logger.setLevel(logging.INFO)  # also when no app has configured the logger yet
     yield records
+    logger.setLevel(level)
     logger.removeHandler(handler)

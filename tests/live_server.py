@@ -52,7 +52,7 @@ class LiveServer:
             # A session of its own, so that kill() can take the master and its workers at once.
             self.process = subprocess.Popen(command, cwd=ROOT, env=self.env, stdout=log, stderr=log,
                                             start_new_session=True)
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 90  # generous: a loaded CI machine starts slowly
         while time.monotonic() < deadline:
             assert self.process.poll() is None, self.log.read_text()
             try:
@@ -82,9 +82,9 @@ class LiveServer:
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def request(self, method: str, path: str, headers: dict | None = None, body=None):
+    def request(self, method: str, path: str, headers: dict | None = None, body=None, timeout: float = 30):
         """One request on a fresh connection: (status, headers, parsed JSON body)."""
-        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
         try:
             payload = None if body is None else json.dumps(body)
             all_headers = dict(headers or {})

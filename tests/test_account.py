@@ -134,17 +134,17 @@ def assert_nothing_changed(client):
 
 
 @pytest.mark.parametrize(("body", "message"), [
-    ({"password": "short"}, "password: must be at least 8 characters."),
-    ({"password": "x" * 1025}, "password: must be at most 1024 characters."),
-    ({"password": "before\x00after"}, "password: must not contain NUL characters."),
+    ({"password": "short"}, "password: Must be at least 8 characters."),
+    ({"password": "x" * 1025}, "password: Must be at most 1024 characters."),
+    ({"password": "before\x00after"}, "password: Must not contain a NUL character."),
     ('{"password": "\\ud800 lone surrogate"}', "Request body is not valid JSON."),  # orjson's refusal
     ({"password": 12345678}, "password: Not a valid string."),
     ({"password": None}, "password: Field may not be null."),
     ({}, "password: Missing data for required field."),
-    ({"password": NEW_PASSWORD, "username": "alice2"}, "username: cannot be changed here: only password can."),
-    ({"password": NEW_PASSWORD, "avatar": None}, "avatar: cannot be changed here: only password can."),
-    ({"password": NEW_PASSWORD, "view": {"enabled": True}}, "view: cannot be changed here: only password can."),
-    ({"username": "alice2"}, ("password: Missing data for required field. username: cannot be changed here: "
+    ({"password": NEW_PASSWORD, "username": "alice2"}, "username: Cannot be changed here: only password can."),
+    ({"password": NEW_PASSWORD, "avatar": None}, "avatar: Cannot be changed here: only password can."),
+    ({"password": NEW_PASSWORD, "view": {"enabled": True}}, "view: Cannot be changed here: only password can."),
+    ({"username": "alice2"}, ("password: Missing data for required field. username: Cannot be changed here: "
                               "only password can.")),
 ])
 def test_a_bad_body_is_refused_naming_the_rule_or_field(client, body, message):
@@ -157,7 +157,7 @@ def test_a_bad_body_is_refused_naming_the_rule_or_field(client, body, message):
 @pytest.mark.parametrize("password", ["Margaret99", "margaret99", "MARGARET99"])
 def test_the_username_is_not_a_password(client, password):
     response = client.patch(USER, headers=cookie("cookie-m1"), json={"password": password})
-    assert_error(response, 400, "Bad Request", "password: must not be the username.")
+    assert_error(response, 400, "Bad Request", "password: Must not be the username.")
     assert logs_in(client, "Margaret99", "old passphrase")
 
 
@@ -172,10 +172,8 @@ def test_the_caller_is_checked_before_the_body(client):
     assert_error(client.patch(USER, headers=cookie("cookie-abc"), data="x"), 415, "Unsupported Media Type")
 
 
-def test_password_changes_are_rate_limited_apart_from_logins(make_app, security_events):
-    app = make_app(LOGIN_RATE_LIMIT="2 per minute")
-    with app.app_context():
-        seed.store_seed(seed.parse_seed(SEED, app.config["TTL_SECONDS"], utcnow()))
+def test_password_changes_are_rate_limited_apart_from_logins(make_seeded_app, security_events):
+    app = make_seeded_app(LOGIN_RATE_LIMIT="2 per minute")
     client = app.test_client(use_cookies=False)
     for attempt in range(2):
         assert client.patch(USER, headers=cookie("cookie-abc"), json={"password": f"{NEW_PASSWORD} {attempt}"}).status_code == 200
@@ -209,8 +207,8 @@ def test_set_password_asks_twice_when_no_value_is_given(runner, client):
 
 
 @pytest.mark.parametrize(("args", "message"), [
-    (["set-password", "alice", "--password", "short"], "password: must be at least 8 characters."),
-    (["set-password", "Margaret99", "--password", "MARGARET99"], "password: must not be the username."),
+    (["set-password", "alice", "--password", "short"], "password: Must be at least 8 characters."),
+    (["set-password", "Margaret99", "--password", "MARGARET99"], "password: Must not be the username."),
     (["set-password", "nobody", "--password", NEW_PASSWORD], "no user named 'nobody'"),
 ])
 def test_set_password_refuses_a_bad_password_or_user_and_changes_nothing(runner, client, args, message):

@@ -10,9 +10,7 @@ import pytest
 from conftest import SEED, cookie
 from live_server import LiveServer
 
-import seed
 from database import db
-from models import utcnow
 
 SESSIONS = "/api/user/sessions"
 LOGIN = "/api/auth/login"
@@ -21,10 +19,8 @@ ORIGINS = f"{FRONTEND}, https://app.example.com"
 
 
 @pytest.fixture
-def cors_client(make_app):
-    app = make_app(CORS_ORIGINS=ORIGINS)
-    with app.app_context():
-        seed.store_seed(seed.parse_seed(SEED, app.config["TTL_SECONDS"], utcnow()))
+def cors_client(make_seeded_app):
+    app = make_seeded_app(CORS_ORIGINS=ORIGINS)
     return app.test_client(use_cookies=False)
 
 
@@ -118,7 +114,7 @@ def test_without_origins_nothing_is_installed(make_app):
     with_cors = make_app(CORS_ORIGINS=FRONTEND)
     # Flask-CORS adds an after_request hook and wraps the exception handlers; with no origins
     # configured none of that exists, so no request pays for it.
-    assert None not in plain.after_request_funcs  # no app-wide hook (blueprints' own run on their routes)
+    assert None not in plain.after_request_funcs  # no app-wide hook (blueprints may have their own)
     assert "handle_user_exception" not in vars(plain)
     assert with_cors.after_request_funcs[None] and "handle_user_exception" in vars(with_cors)
     response = plain.test_client().get(SESSIONS, headers={"Origin": FRONTEND})
