@@ -11,6 +11,7 @@ import cli
 import credentials
 import security_log
 import sessions
+from account import account
 from admin import admin
 from auth import clear_session_cookie, logged_in_session, resolve_caller, session_cookie, set_session_cookie
 from cors import init_cors
@@ -144,6 +145,7 @@ def create_app(config: dict | None = None) -> Flask:
     init_cors(app)
     app.register_blueprint(forward_auth)
     app.register_blueprint(admin)
+    app.register_blueprint(account)
     init_rate_limits(app)
     cli.register(app)
     app.extensions["openapi"] = build_openapi(app)
