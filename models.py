@@ -34,11 +34,6 @@ def utcnow() -> datetime:
     """Now in UTC, naive (as stored), to the millisecond the wire format shows: the service's clock."""
     if clock_hook is not None and (now := clock_hook()) is not None:
         return now
-    return real_utcnow()
-
-
-def real_utcnow() -> datetime:
-    """utcnow() by the real clock, whatever a test set."""
     now = datetime.now(UTC).replace(tzinfo=None)
     return now.replace(microsecond=now.microsecond // 1000 * 1000)
 

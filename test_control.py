@@ -159,7 +159,10 @@ def move_clock():
         if "set" in body:
             fixed_at = seed.parse_date(body["set"])
         elif "advance" in body:
-            fixed_at = (fixed_at or models.real_utcnow()) + timedelta(seconds=body["advance"])
+            if fixed_at is None:
+                g.service_clock = None  # released: utcnow() is real time
+                fixed_at = models.utcnow()
+            fixed_at += timedelta(seconds=body["advance"])
             fixed_at = fixed_at.replace(microsecond=fixed_at.microsecond // 1000 * 1000)
         else:
             fixed_at = None
