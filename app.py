@@ -1,22 +1,35 @@
 """The zipline-sessions Flask app: create_app() and the one `api` blueprint."""
 
+import os
+
 from flask import Blueprint, Flask, current_app, jsonify, request
 from werkzeug.exceptions import ServiceUnavailable, Unauthorized
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 import cli
+import credentials
 import security_log
 import seed
 import sessions
 from admin import admin
 from auth import INVALID_SESSION, clear_session_cookie, current_session, resolve_caller, set_session_cookie
 from cors import init_cors
-from database import Reader, configure_engine, db, migrate, schema_is_current, schema_problem
+from database import (
+    Reader,
+    check_database_opens,
+    configure_engine,
+    db,
+    migrate,
+    prepare_sqlite_file,
+    schema_is_current,
+    schema_problem,
+)
 from errors import register_error_handlers
 from forward_auth import forward_auth
 from jsonprovider import OrjsonProvider
 from openapi import build_openapi
 from ratelimit import check_login_attempt, init_rate_limits, limit_storage_problem
+from responses import WholeBodyResponse
 from schemas import (
     dump_session_list,
     health_schema,
@@ -26,7 +39,7 @@ from schemas import (
     logout_response_schema,
     revoke_schema,
 )
-from settings import ConfigError, load_settings
+from settings import ConfigError, load_settings, unknown_variables
 from useragent import warm_up
 
 api = Blueprint("api", __name__, url_prefix="/api")
@@ -88,12 +101,19 @@ def openapi_document():
 def create_app(config: dict | None = None) -> Flask:
     """Build the app; `config` overrides defaults and SESSIONS_* variables (tests use it)."""
     app = Flask(__name__, instance_relative_config=True)
+    app.response_class = WholeBodyResponse
+    for warning in unknown_variables(os.environ):
+        app.logger.warning(warning)
     load_settings(app, config)
     app.json = OrjsonProvider(app)
     db.init_app(app)
     warm_up()  # ua-parser compiles its matchers on first use; not during someone's login
+    credentials.set_hash_concurrency(app.config["HASH_CONCURRENCY"])
+    credentials.warm_up()
     with app.app_context():
+        prepare_sqlite_file(db.engine.url)
         configure_engine(db.engine)
+        check_database_opens(db.engine)
         app.extensions["reader"] = Reader(db.engine)
         if app.config["AUTO_MIGRATE"]:
             migrate()
@@ -126,7 +146,8 @@ def seed_at_start(app: Flask) -> None:
             raise ConfigError("SESSIONS_SEED_FILE needs the database schema up to date: run flask --app app "
                               "db-upgrade, or leave SESSIONS_AUTO_MIGRATE on")
         try:
-            counts = seed.seed_empty_database(app.config["SEED_FILE"], app.config["TTL_SECONDS"])
+            counts = seed.seed_empty_database(app.config["SEED_FILE"], app.config["TTL_SECONDS"],
+                                              app.config["MAX_PER_USER"])
         except seed.SeedError as error:
             raise ConfigError(f"SESSIONS_SEED_FILE refused, nothing stored: {error}") from None
     if counts is None:

@@ -8,6 +8,7 @@ from flask.cli import with_appcontext
 from sqlalchemy.exc import IntegrityError
 
 import contract_check
+import credentials
 import models
 import seed
 from database import db, migrate, write_transaction
@@ -28,7 +29,9 @@ def register(app: Flask) -> None:
 def seed_command(path):
     """Load users, tokens and sessions from a JSON seed file (all or nothing)."""
     try:
-        users = seed.parse_seed(seed.read_seed_file(path), current_app.config["TTL_SECONDS"], models.utcnow())
+        config = current_app.config
+        users = seed.parse_seed(seed.read_seed_file(path), config["TTL_SECONDS"], models.utcnow(),
+                                max_per_user=config["MAX_PER_USER"])
         user_count, session_count = seed.store_seed(users)
     except seed.SeedError as error:
         raise click.ClickException(f"seed file refused, nothing stored: {error}") from None
@@ -45,11 +48,13 @@ def seed_command(path):
 def create_user(username, password, is_admin):
     """Create a user and print their new API token (shown this once only)."""
     taken = click.ClickException(f"a user named {username!r} already exists")
+    # Hashed before the transaction: the write lock is not held while argon2id runs.
+    password_hash = credentials.hash_password(password) if password else None
     try:
         with write_transaction():
             if models.find_user_by_name(username) is not None:
                 raise taken
-            user, token = models.create_user(username, password or None, is_admin=is_admin)
+            user, token = models.create_user(username, password_hash, is_admin=is_admin)
     except IntegrityError:  # another create-user of this name committed first (PostgreSQL)
         raise taken from None
     if is_admin:

@@ -126,12 +126,13 @@ PUBLIC_COLUMNS = (Session.c.id, type_coerce(Session.c.created_at, WireTimestamp(
                   Session.c.ua, Session.c.client, Session.c.device)
 
 
-def create_user(username: str, password: str | None, is_admin: bool = False) -> tuple[User, str]:
-    """Add a user with a fresh API token; returns the user and the token (shown once)."""
+def create_user(username: str, password_hash: str | None, is_admin: bool = False) -> tuple[User, str]:
+    """Add a user (password hashed beforehand: credentials.hash_password) with a fresh API token;
+    returns the user and the token (shown once)."""
     token = credentials.new_token()
     user = User(
         username=username,
-        password_hash=credentials.hash_password(password) if password else None,
+        password_hash=password_hash,
         api_token_hash=credentials.hash_token(token),
         is_admin=is_admin,
     )
@@ -290,6 +291,26 @@ def lock_user(user_id: int) -> str | None:
     """
     query = select(User.username).where(User.id == user_id).with_for_update()
     return db.session.execute(query).scalar_one_or_none()
+
+
+def end_oldest_sessions(user_id: int, keep: str, limit: int) -> list[str]:
+    """Inside a write transaction: delete the user's oldest live sessions so that `limit` remain,
+    `keep` (the one just opened) always among them; their ids."""
+    beyond = (
+        select(Session.c.id)
+        .where(Session.c.user_id == user_id, Session.c.expires_at > utcnow(), Session.c.id != keep)
+        .order_by(Session.c.created_at.desc(), Session.c.id.desc())
+        .offset(limit - 1)
+    )
+    statement = delete(Session).where(Session.c.id.in_(beyond.scalar_subquery())).returning(Session.c.id)
+    return sorted(db.session.execute(statement).scalars())
+
+
+def replace_password_hash(user_id: int, old_hash: str, new_hash: str) -> bool:
+    """Inside a write transaction: store `new_hash` unless the hash changed meanwhile."""
+    statement = update(User).where(User.id == user_id, User.password_hash == old_hash).values(
+        password_hash=new_hash)
+    return db.session.execute(statement).rowcount == 1
 
 
 def session_is_live(session_id: str) -> bool:

@@ -67,8 +67,13 @@ def read_seed_file(path: str) -> object:
         raise SeedError(f"{path}: not valid JSON ({error})") from None
 
 
-def parse_seed(document: object, ttl_seconds: int, now: datetime) -> list[SeedUser]:
-    """Check the whole document; every problem names its entry, e.g. users[2].sessions[0].id."""
+def parse_seed(document: object, ttl_seconds: int, now: datetime,
+               max_per_user: int | None = None) -> list[SeedUser]:
+    """Check the whole document; every problem names its entry, e.g. users[2].sessions[0].id.
+
+    A user with more than `max_per_user` live sessions is refused (SESSIONS_MAX_PER_USER): a login
+    would only end the surplus. Users are new, so the file's sessions are all they have.
+    """
     if not isinstance(document, dict) or not isinstance(document.get("users"), list):
         raise SeedError('the file must be a JSON object with a "users" array')
     _no_unknown_keys(document, {"users"}, "the file")
@@ -79,6 +84,8 @@ def parse_seed(document: object, ttl_seconds: int, now: datetime) -> list[SeedUs
     default_expiry = now + timedelta(seconds=ttl_seconds)
     for index, entry in enumerate(document["users"]):
         user = _parse_user(entry, Where(index), now, default_expiry)
+        if max_per_user is not None:
+            _within_cap(user, now, max_per_user)
         _once(seen_names, user.username, (user.where, "username"), "username")
         if user.token_hash is not None:
             _once(seen_tokens, user.token_hash, (user.where, "token"), "token")
@@ -89,24 +96,32 @@ def parse_seed(document: object, ttl_seconds: int, now: datetime) -> list[SeedUs
     return users
 
 
-def store_seed(users: list[SeedUser], hash_password=credentials.hash_password) -> tuple[int, int]:
+def store_seed(users: list[SeedUser], hash_passwords=credentials.hash_passwords) -> tuple[int, int]:
     """Insert everything in one transaction after checking nothing clashes with the database,
     then refresh the query planner's statistics (a bulk load leaves them stale)."""
+    # Hashed first (argon2id, ~0.1-0.2 s each): the write lock is not held meanwhile.
+    hashes = hash_passwords(seed_passwords(users))
     with write_transaction():
-        counts = insert_seed(users, hash_password)
+        counts = insert_seed(users, hashes)
     refresh_planner_statistics()
     return counts
 
 
-def insert_seed(users: list[SeedUser], hash_password=credentials.hash_password) -> tuple[int, int]:
+def seed_passwords(users: list[SeedUser]) -> list[str]:
+    """The passwords to hash for insert_seed, in its order."""
+    return [user.password for user in users if user.password]
+
+
+def insert_seed(users: list[SeedUser], password_hashes: list[str]) -> tuple[int, int]:
     """Inside a write transaction: refuse what clashes with the database, then insert the users
-    and their sessions; (users, sessions) inserted."""
+    (with the hashes of seed_passwords(users)) and their sessions; (users, sessions) inserted."""
+    hashes = iter(password_hashes)
     with bulk_load_cache():
         _refuse_existing(users)
         user_rows = [
             {
                 "username": user.username,
-                "password_hash": hash_password(user.password) if user.password else None,
+                "password_hash": next(hashes) if user.password else None,
                 "api_token_hash": user.token_hash,
                 "created_at": utcnow(),
                 "is_admin": user.is_admin,
@@ -134,16 +149,17 @@ def insert_seed(users: list[SeedUser], hash_password=credentials.hash_password) 
     return len(users), count
 
 
-def seed_empty_database(path: str, ttl_seconds: int) -> tuple[int, int] | None:
+def seed_empty_database(path: str, ttl_seconds: int, max_per_user: int) -> tuple[int, int] | None:
     """SESSIONS_SEED_FILE at start: load the file when the database has no user; None (and the
     file not read) when it has one. A bad file raises SeedError and stores nothing."""
     if _has_users():
         return None
-    users = parse_seed(read_seed_file(path), ttl_seconds, utcnow())
+    users = parse_seed(read_seed_file(path), ttl_seconds, utcnow(), max_per_user=max_per_user)
+    hashes = credentials.hash_passwords(seed_passwords(users))
     with write_transaction():
         if _has_users():  # another process seeded it meanwhile (several hosts starting at once)
             return None
-        counts = insert_seed(users)
+        counts = insert_seed(users, hashes)
     refresh_planner_statistics()
     return counts
 
@@ -176,6 +192,13 @@ def _parse_user(entry, where, now, default_expiry) -> SeedUser:
     for index, item in enumerate(sessions):
         user.sessions.append(_parse_session(item, Where(where.user, index), now, default_expiry))
     return user
+
+
+def _within_cap(user: SeedUser, now: datetime, max_per_user: int) -> None:
+    live = sum(1 for session in user.sessions if session.expires_at > now)
+    if live > max_per_user:
+        raise SeedError(f"{user.where} {user.username!r}: {live} live sessions, "
+                        f"more than SESSIONS_MAX_PER_USER ({max_per_user})")
 
 
 def _parse_session(entry, where, now, default_expiry) -> SeedSession:

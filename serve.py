@@ -7,7 +7,11 @@ from it and share that memory.
 """
 
 import multiprocessing
+import os
+import socket
 import sys
+import threading
+import time
 from pathlib import Path
 
 from granian import Granian
@@ -29,15 +33,14 @@ GRACEFUL_SECONDS = 20
 BACKPRESSURE = 2048
 
 
-def build_server(app) -> Granian:
+def build_server(app, host: str, port: int) -> Granian:
     """A Granian server for `app` (already built) as its configuration says."""
     config = app.config
-    host, _, port = config["BIND"].rpartition(":")
     access_log = config["ACCESS_LOG"]
     return Granian(
         "app:create_app",  # for Granian's process titles; the workers run the app built here
-        address=host.strip("[]"),
-        port=int(port),
+        address=host,
+        port=port,
         interface=Interfaces.WSGI,
         http=HTTPModes.http1,
         workers=config["WORKERS"],
@@ -64,6 +67,47 @@ def _access_log_to_file(path: str) -> dict:
     return {"handlers": handlers}
 
 
+def reserve_port(host: str, port: int) -> tuple[int, socket.socket | None]:
+    """Port 0: a free port, held by a bound socket for as long as the server runs.
+
+    Granian's workers each bind the address with SO_REUSEPORT; this socket does too but never
+    listens, so it takes no connections and keeps the port from anyone else meanwhile.
+    """
+    if port != 0:
+        return port, None
+    holder = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    holder.bind((host, 0))
+    return holder.getsockname()[1], holder
+
+
+def announce_when_ready(base_url: str, host: str, port: int, ready_file: str | None) -> None:
+    """Once the service answers, say where (stderr, and `ready_file` when set), once.
+
+    A daemon thread of the master: it only connects and reads (nothing it holds can be left
+    locked in a worker forked meanwhile), then writes the file atomically.
+    """
+    def wait_then_announce():
+        request = f"GET /api/health HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode()
+        while True:
+            try:
+                with socket.create_connection((host, port), timeout=2) as connection:
+                    connection.sendall(request)
+                    if connection.recv(12).startswith(b"HTTP/1.1"):
+                        break
+            except OSError:
+                pass
+            time.sleep(0.02)
+        if ready_file:
+            partial = f"{ready_file}.{os.getpid()}.tmp"
+            with open(partial, "w") as handle:
+                handle.write(base_url + "\n")
+            os.replace(partial, ready_file)
+        print(f"zipline-sessions: ready at {base_url}", file=sys.stderr, flush=True)
+
+    threading.Thread(target=wait_then_announce, name="announce-ready", daemon=True).start()
+
+
 def main() -> int:
     from app import create_app
     from database import db
@@ -79,8 +123,16 @@ def main() -> int:
     # Workers are forked from this process (so they share the built app); Python 3.14 would
     # otherwise pick forkserver, and Granian then spawn, which rebuilds everything per worker.
     multiprocessing.set_start_method("fork", force=True)
-    server = build_server(app)
-    server.serve(target_loader=lambda _target: app)
+    host, _, port = app.config["BIND"].rpartition(":")
+    host = host.strip("[]")
+    port, holder = reserve_port(host, int(port))
+    base_url = f"http://{f'[{host}]' if ':' in host else host}:{port}"
+    announce_when_ready(base_url, host, port, app.config["READY_FILE"])
+    try:
+        build_server(app, host, port).serve(target_loader=lambda _target: app)
+    finally:
+        if holder is not None:
+            holder.close()
     return 0
 
 

@@ -58,15 +58,27 @@ def revoke_locked(user_id: int, target: str | None, keep: str | None) -> list[st
 def log_in(username: str, password: str, user_agent: str | None) -> tuple[models.User, str]:
     """Check the credentials and open a session; returns the user and the session token."""
     user = models.find_user_by_name(username)
-    if not credentials.password_matches(user.password_hash if user else None, password):
+    stored_hash = user.password_hash if user else None
+    if not credentials.password_matches(stored_hash, password):
         security_event("login.failure", user=username)
         # One answer for an unknown user and a wrong password.
         raise Unauthorized("Invalid username or password")
+    # Hashed before the transaction: the write lock is not held while a hash runs.
+    new_hash = credentials.hash_password(password) if credentials.needs_rehash(stored_hash) else None
+    config = current_app.config
     with write_transaction():
-        opened = models.open_session(user.id, user_agent, current_app.config["TTL_SECONDS"])
+        models.lock_user(user.id)  # PostgreSQL: this user's logins count and cap one at a time
+        opened = models.open_session(user.id, user_agent, config["TTL_SECONDS"])
+        ended = models.end_oldest_sessions(user.id, keep=opened.id, limit=config["MAX_PER_USER"])
+        rehashed = new_hash is not None and models.replace_password_hash(user.id, stored_hash, new_hash)
         purged = models.purge_expired(limit=PURGE_BATCH)
     security_event("login.success", user=user.username, userId=user.id, sessionId=opened.id,
                    client=opened.client, device=opened.device)
+    if ended:
+        security_event("sessions.capped", user=user.username, userId=user.id, limit=config["MAX_PER_USER"],
+                       ended=ended)
+    if rehashed:
+        security_event("password.rehashed", user=user.username, userId=user.id)
     if purged:
         security_event("sessions.purged", count=purged)
     return user, opened.token

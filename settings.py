@@ -1,7 +1,9 @@
 """Configuration: defaults, SESSIONS_* environment variables, and their checks."""
 
+import difflib
 import os
 
+import click
 from flask import Flask
 from limits import parse_many
 from limits.storage import SCHEMES
@@ -10,8 +12,12 @@ from limits.storage import SCHEMES
 STORAGE_SCHEMES = {scheme for scheme in SCHEMES if not scheme.startswith("async+")}
 
 
-class ConfigError(Exception):
-    """A setting is wrong; the service refuses to start and says which."""
+class ConfigError(click.ClickException):
+    """A setting is wrong; the service refuses to start and says which, in one line.
+
+    A ClickException, so that `flask --app app <command>` prints "Error: <message>" and no
+    traceback when the app cannot be made.
+    """
 
 
 # Keys as they stand after the SESSIONS_ prefix; each one is in the README's table.
@@ -28,6 +34,8 @@ DEFAULTS = {
     "RATELIMIT_STORAGE_URL": None,  # None: count in the database; redis://... to count in Redis
     "RATELIMIT_KEY_PREFIX": "zipline-sessions",  # keeps counts apart when services share a Redis
     "MAX_BODY_BYTES": 16 * 1024,
+    "MAX_PER_USER": 100,  # live sessions per user; a login beyond it ends the user's oldest
+    "HASH_CONCURRENCY": 1,  # password hashes computed at once per worker process (64 MiB each)
     "AUTO_MIGRATE": True,  # bring the schema to head at start; off: flask --app app db-upgrade
     "TRUSTED_PROXIES": 0,  # how many reverse proxies' X-Forwarded-For / -Proto to believe
     # The service's own origin (scheme://host[:port]) as browsers see it; None: the request's
@@ -43,6 +51,7 @@ DEFAULTS = {
     "THREADS": 4,  # Python threads per worker that run requests
     "LOG_LEVEL": "info",
     "ACCESS_LOG": "-",  # "-": stdout, "off", or a file path
+    "READY_FILE": None,  # a path: serve.py writes the base URL there once the service answers
     # Test fixtures (README, "Use it in tests"): the /__test__/ routes, for loopback clients only.
     "TEST_CONTROL": False,
     "SEED_FILE": None,  # a seed file loaded at start into a database that has no users
@@ -61,8 +70,7 @@ def load_settings(app: Flask, overrides: dict | None) -> None:
         app.config.update(overrides)
     config = app.config
     _check(config)
-    if not config["DATABASE_URL"]:
-        os.makedirs(app.instance_path, exist_ok=True)
+    if not config["DATABASE_URL"]:  # the folder is made with the file (database.prepare_sqlite_file)
         config["DATABASE_URL"] = "sqlite:///" + os.path.join(app.instance_path, "sessions.db")
     config["SQLALCHEMY_DATABASE_URI"] = config["DATABASE_URL"]
     # Database errors are logged; their SQL parameters (hashes, usernames) are not.
@@ -74,9 +82,25 @@ def load_settings(app: Flask, overrides: dict | None) -> None:
         config["WORKERS"] = os.cpu_count() or 1
 
 
+# Variables of the test suite (tests/conftest.py), not of the service.
+TEST_VARIABLE_PREFIX = "SESSIONS_TEST_"
+
+
+def unknown_variables(environ) -> list[str]:
+    """A warning line for each SESSIONS_* variable that is no setting (a typo such as
+    SESSIONS_TTL), naming the nearest one that is."""
+    known = [f"SESSIONS_{key}" for key in DEFAULTS]
+    lines = []
+    for name in sorted(environ):
+        if name.startswith("SESSIONS_") and name not in known and not name.startswith(TEST_VARIABLE_PREFIX):
+            nearest = difflib.get_close_matches(name, known, n=1, cutoff=0)[0]
+            lines.append(f"{name} is not a setting and is ignored; did you mean {nearest}?")
+    return lines
+
+
 def _check(config) -> None:
     """Refuse to start on a setting that makes no sense, naming it."""
-    for key in ("TTL_SECONDS", "MAX_BODY_BYTES"):
+    for key in ("TTL_SECONDS", "MAX_BODY_BYTES", "MAX_PER_USER", "HASH_CONCURRENCY"):
         value = config[key]
         if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
             raise ConfigError(f"SESSIONS_{key} must be a positive whole number, not {value!r}")
@@ -135,6 +159,9 @@ def _check_server(config) -> None:
             raise ConfigError(f"SESSIONS_{key} must be a positive whole number, not {value!r}")
     if config["LOG_LEVEL"] not in LOG_LEVELS:
         raise ConfigError(f"SESSIONS_LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}, not {config['LOG_LEVEL']!r}")
+    ready = config["READY_FILE"]
+    if ready is not None and (not isinstance(ready, str) or not ready):
+        raise ConfigError(f"SESSIONS_READY_FILE must be a file path, not {ready!r}")
     if not isinstance(config["ACCESS_LOG"], str) or not config["ACCESS_LOG"]:
         raise ConfigError(f"SESSIONS_ACCESS_LOG must be -, off or a file path, not {config['ACCESS_LOG']!r}")
 

@@ -72,7 +72,7 @@ def add_seed():
     """Add a seed document, as `flask seed` would (all or nothing)."""
     document = request_json()
     with _seed_refusal():
-        user_count, session_count = seed.store_seed(_parse_seed(document), _password_hash)
+        user_count, session_count = seed.store_seed(_parse_seed(document), _password_hashes)
     return {"users": user_count, "sessions": session_count}
 
 
@@ -81,15 +81,17 @@ def reset_store(document) -> tuple[int, int]:
     g.service_clock = None  # released: the seed's defaults and the rows are in real time
     with _seed_refusal():
         users = _parse_seed(document) if document is not None else []
+        hashes = _password_hashes(seed.seed_passwords(users))
         with write_transaction():
             for model in (JournalEntry, InjectedFault, LoginAttempt, LoginSession, User):
                 db.session.execute(delete(model))
             db.session.execute(update(ServiceClock).values(fixed_at=None))
-            return seed.insert_seed(users, _password_hash) if users else (0, 0)
+            return seed.insert_seed(users, hashes) if users else (0, 0)
 
 
 def _parse_seed(document) -> list:
-    return seed.parse_seed(document, current_app.config["TTL_SECONDS"], models.utcnow())
+    config = current_app.config
+    return seed.parse_seed(document, config["TTL_SECONDS"], models.utcnow(), max_per_user=config["MAX_PER_USER"])
 
 
 @contextmanager
@@ -106,10 +108,14 @@ def _optional_body():
     return request_json() if request.get_data(cache=True) else None
 
 
+def _password_hashes(passwords: list[str]) -> list[str]:
+    """Seeded passwords' hashes, each kept for the next reset with the same seed (hashing is slow
+    on purpose: ~0.1 s each). Test control only: the passwords stay in this process's memory."""
+    return [_password_hash(password) for password in passwords]
+
+
 @lru_cache(maxsize=4096)
 def _password_hash(password: str) -> str:
-    """A seeded password's hash, kept for the next reset with the same seed (hashing is slow
-    on purpose: ~0.1 s each). Test control only: the passwords stay in this process's memory."""
     return credentials.hash_password(password)
 
 

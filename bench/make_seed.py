@@ -2,7 +2,7 @@
 
 python bench/make_seed.py USERS SESSIONS_PER_USER OUT.json [PASSWORD_USERS]
 Tokens are predictable on purpose (tok-N, cookie-N-K, password-N) so a load generator can use
-them. Only the first PASSWORD_USERS users (default 0) get a password: scrypt is slow by design.
+them. Only the first PASSWORD_USERS users (default 0) get a password: argon2id is slow by design.
 """
 
 import json

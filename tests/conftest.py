@@ -152,6 +152,8 @@ def security_events():
 
     handler = Collect()
     logger.addHandler(handler)
-    logger.setLevel(logging.INFO)  # as security_log.configure() does, whichever runs first
+    level = logger.level
+    logger.setLevel(logging.INFO)  # also when no app has configured the logger yet
     yield records
+    logger.setLevel(level)
     logger.removeHandler(handler)

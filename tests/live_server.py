@@ -82,9 +82,9 @@ class LiveServer:
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def request(self, method: str, path: str, headers: dict | None = None, body=None):
+    def request(self, method: str, path: str, headers: dict | None = None, body=None, timeout: float = 30):
         """One request on a fresh connection: (status, headers, parsed JSON body)."""
-        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
         try:
             payload = None if body is None else json.dumps(body)
             all_headers = dict(headers or {})

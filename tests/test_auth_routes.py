@@ -1,8 +1,11 @@
 """POST /api/auth/login and GET/POST /api/auth/logout."""
 
 import pytest
-from conftest import IPHONE_SAFARI, cookie
+from conftest import IPHONE_SAFARI, SEED, cookie
 from test_errors import assert_error
+
+import seed
+from models import utcnow
 
 LOGIN = "/api/auth/login"
 LOGOUT = "/api/auth/logout"
@@ -119,3 +122,35 @@ def test_logout_ends_the_session_and_clears_the_cookie(client, method):
 @pytest.mark.parametrize("headers", [{}, cookie("nope"), cookie("cookie-old"), {"Authorization": "tok-alice"}])
 def test_logout_needs_a_live_session_cookie(client, headers):
     assert_error(client.post(LOGOUT, headers=headers), 401, "Unauthorized", "Invalid login session")
+
+
+def test_a_login_beyond_the_cap_ends_the_oldest_live_sessions(make_app, security_events):
+    app = make_app(MAX_PER_USER=3)
+    with app.app_context():
+        seed.store_seed(seed.parse_seed(SEED, 3600, utcnow()))  # alice: two live sessions, one expired
+    client = app.test_client(use_cookies=False)
+    first = session_cookie(log_in(client))
+    assert len(client.get(SESSIONS, headers=cookie(first)).json["other"]) == 2  # 3 live: at the cap
+    second = session_cookie(log_in(client))
+    listed = client.get(SESSIONS, headers=cookie(second)).json
+    assert [row["id"] for row in listed["other"]] == ["sess_abc123", listed_id(client, first)]
+    assert client.get(SESSIONS, headers=cookie("cookie-def")).status_code == 401  # the oldest, ended
+    capped = [event for event in security_events if event["event"] == "sessions.capped"]
+    assert capped == [{**capped[0], "user": "alice", "userId": 1, "limit": 3, "ended": ["sess_def456"]}]
+    log_in(client)
+    assert client.get(SESSIONS, headers=cookie("cookie-abc")).status_code == 401
+    assert client.get(SESSIONS, headers=cookie(first)).status_code == 200
+    assert client.get(SESSIONS, headers=cookie("cookie-bob")).status_code == 200  # other users untouched
+
+
+def listed_id(client, token: str) -> str:
+    return client.get(SESSIONS, headers=cookie(token)).json["current"]["id"]
+
+
+def test_a_cap_of_one_keeps_only_the_new_session(make_app):
+    app = make_app(MAX_PER_USER=1)
+    with app.app_context():
+        seed.store_seed(seed.parse_seed({"users": [{"username": "ann", "password": "pw"}]}, 3600, utcnow()))
+    client = app.test_client(use_cookies=False)
+    tokens = [session_cookie(log_in(client, username="ann", password="pw")) for _ in range(3)]
+    assert [client.get(SESSIONS, headers=cookie(token)).status_code for token in tokens] == [401, 401, 200]

@@ -59,6 +59,8 @@ BAD_FILES = {
                             "users[1].sessions[0].id: session id repeats users[0].sessions[0].id"),
     "repeated-token": ({"users": [{"username": "a", "token": "t"}, {"username": "b", "sessions": [{"token": "t"}]}]},
                        "users[1].sessions[0].token: token repeats users[0].token"),
+    "over-the-session-cap": ({"users": [{"username": "new"}, {"username": "erin", "sessions": [{}] * 101}]},
+                             "users[1] 'erin': 101 live sessions, more than SESSIONS_MAX_PER_USER (100)"),
     "existing-username": ({"users": [{"username": "new"}, {"username": "alice"}]},
                           "users[1].username: username already exists in the database"),
     "existing-session-id": ({"users": [{"username": "new", "sessions": [{"id": "sess_abc123"}]}]},
@@ -78,6 +80,18 @@ def test_a_bad_seed_file_is_refused_whole(app, runner, tmp_path, document, messa
     assert "seed file refused, nothing stored" in result.output
     assert message in result.output
     assert counts(app) == before
+
+
+def test_only_live_seeded_sessions_count_against_the_cap(make_app, tmp_path):
+    runner = make_app(MAX_PER_USER=2).test_cli_runner()
+    expired = [{"expiresAt": "2020-01-01T00:00:00Z"}] * 3
+    fits = {"users": [{"username": "ida", "sessions": [{}, {}, *expired]}]}
+    result = runner.invoke(args=["seed", str(write_json(tmp_path / "fits.json", fits))])
+    assert result.exit_code == 0, result.output
+    over = {"users": [{"username": "jo", "sessions": [{}, {}, {}]}]}
+    result = runner.invoke(args=["seed", str(write_json(tmp_path / "over.json", over))])
+    assert result.exit_code == 1
+    assert "users[0] 'jo': 3 live sessions, more than SESSIONS_MAX_PER_USER (2)" in result.output
 
 
 def test_seed_refuses_unreadable_and_malformed_files(app, runner, tmp_path):

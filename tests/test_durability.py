@@ -16,6 +16,8 @@ SESSIONS = "/api/user/sessions"
 SEEDED = 400
 USERS = {"users": [{"username": "dora", "password": "pw", "token": "tok-dora",
                     "sessions": [{"id": f"sess_d{n}", "token": f"d-{n}"} for n in range(SEEDED)]}]}
+# Room for all of dora's sessions: a login must not end any (SESSIONS_MAX_PER_USER).
+ROOM = {"SESSIONS_MAX_PER_USER": str(2 * SEEDED)}
 
 
 @sqlite_only
@@ -23,7 +25,7 @@ USERS = {"users": [{"username": "dora", "password": "pw", "token": "tok-dora",
 @pytest.mark.parametrize(("after_revocations", "after_logins"), [(5, 1), (60, 3), (200, 8)],
                          ids=["early", "middle", "late"])
 def test_answered_requests_survive_a_sigkill(tmp_path, database_url, after_revocations, after_logins):
-    server = LiveServer(tmp_path, database_url, USERS, workers=3).start()
+    server = LiveServer(tmp_path, database_url, USERS, workers=3, env=ROOM).start()
     revoked, logged_in, lock, stop = [], [], threading.Lock(), threading.Event()
 
     def revoker(start):
@@ -64,7 +66,7 @@ def test_answered_requests_survive_a_sigkill(tmp_path, database_url, after_revoc
     path = database_url.removeprefix("sqlite:///")
     with closing(sqlite3.connect(path)) as connection:
         assert connection.execute("PRAGMA integrity_check").fetchone() == ("ok",)
-    restarted = LiveServer(tmp_path, database_url, None, workers=2).start()
+    restarted = LiveServer(tmp_path, database_url, None, workers=2, env=ROOM).start()
     try:
         for n in revoked:
             assert restarted.request("GET", SESSIONS, {"Cookie": f"zipline_token=d-{n}"})[0] == 401, n

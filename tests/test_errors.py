@@ -106,11 +106,11 @@ def test_wrong_methods_are_405_with_allow(client, method, path):
     assert response.headers["Allow"]
 
 
-def test_an_unexpected_exception_is_a_json_500_without_a_trace(app, client):
+def test_an_unexpected_exception_is_a_json_500_without_a_trace(app, client, monkeypatch):
     # A real fault: the sessions table vanishes under the running app.
     with app.app_context(), db.engine.begin() as connection:
         connection.exec_driver_sql("DROP TABLE sessions")
-    app.logger.disabled = True
+    monkeypatch.setattr(app.logger, "disabled", True)  # every app shares the "app" logger: restored after
     response = client.get(URL, headers=ALICE)
     assert_error(response, 500, "Internal Server Error", "An unexpected error occurred.")
     assert "sessions" not in response.get_data(as_text=True)

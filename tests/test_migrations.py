@@ -1,5 +1,7 @@
 """Schema upgrades keep data; the models and the migrations agree; health tells the truth."""
 
+import shutil
+
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from conftest import cookie
@@ -59,8 +61,13 @@ def test_with_auto_migrate_off_the_operator_upgrades_by_command(make_app):
     assert client.get("/api/health").json == {"status": "ok"}
 
 
-def test_health_is_503_when_the_database_does_not_answer(make_app):
-    app = make_app(AUTO_MIGRATE=False, DATABASE_URL="postgresql+psycopg://nobody@127.0.0.1:1/nowhere")
+def test_health_is_503_when_the_database_does_not_answer(make_app, tmp_path):
+    # A database that does not open stops the start (test_settings.py); here it goes away later.
+    folder = tmp_path / "goes-away"
+    app = make_app(DATABASE_URL=f"sqlite:///{folder}/sessions.db")
+    with app.app_context():
+        db.engine.dispose()
+    shutil.rmtree(folder)
     response = app.test_client().get("/api/health")
     assert response.status_code == 503
     assert response.json["message"] == "Database unavailable"

@@ -1,16 +1,20 @@
 """The real thing: seeded through the CLI, served by Granian (serve.py), driven over HTTP."""
 
+import contextlib
 import json
 import os
 import signal
+import socket
 import subprocess
+import sys
 import threading
 import time
+import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from conftest import IPHONE_SAFARI, SEED, WINDOWS_CHROME
-from live_server import LiveServer
+from live_server import ROOT, LiveServer
 
 SESSIONS = "/api/user/sessions"
 
@@ -148,7 +152,7 @@ def test_racing_delete_all_from_two_sessions_leaves_exactly_one(tmp_path, databa
 def test_sigterm_lets_in_flight_requests_finish(tmp_path, database_url):
     server = LiveServer(tmp_path, database_url, SEED, workers=1).start()
     with ThreadPoolExecutor(max_workers=1) as pool:
-        # A login spends ~0.1 s in scrypt: long enough to be in flight when SIGTERM lands.
+        # A login spends 0.1 s or more in argon2id: long enough to be in flight when SIGTERM lands.
         def log_in_and_time():
             status = server.request("POST", "/api/auth/login", {},
                                     {"username": "alice", "password": "wonderland"})[0]
@@ -228,5 +232,114 @@ def test_logins_racing_a_delete_all_are_kept_or_revoked_never_half(tmp_path, dat
         assert listed == alive | {keeper}
         for n in range(1, 20):
             assert server.request("GET", SESSIONS, {"Cookie": f"zipline_token=mia-{n}"})[0] == 401
+    finally:
+        server.stop()
+
+
+def test_port_zero_and_the_ready_file_tell_the_caller_where_it_listens(tmp_path, database_url):
+    ready = tmp_path / "ready"
+    env = {**os.environ, "SESSIONS_DATABASE_URL": database_url, "SESSIONS_BIND": "127.0.0.1:0",
+           "SESSIONS_READY_FILE": str(ready), "SESSIONS_WORKERS": "2", "SESSIONS_ACCESS_LOG": "off"}
+    log = tmp_path / "server.log"
+    with open(log, "wb") as output:
+        process = subprocess.Popen([sys.executable, "serve.py"], cwd=ROOT, env=env, stdout=output, stderr=output)
+    try:
+        deadline = time.monotonic() + 30
+        while not ready.exists() and time.monotonic() < deadline:
+            assert process.poll() is None, log.read_text()
+            time.sleep(0.05)
+        base_url = ready.read_text().strip()
+        host, port = base_url.removeprefix("http://").rsplit(":", 1)
+        assert host == "127.0.0.1" and int(port) > 0
+        for _ in range(6):  # new connections, whichever worker takes them
+            with urllib.request.urlopen(base_url + "/api/health", timeout=5) as response:
+                assert response.status == 200
+        assert f"ready at {base_url}" in log.read_text()
+        assert list(tmp_path.glob("ready.*.tmp")) == []  # written whole, in one step
+    finally:
+        process.terminate()
+        assert process.wait(timeout=30) == 0
+
+
+MALFORMED = [  # each carries a secret a log must never show
+    b"GET /api/user/sessions HTTP/1.1\r\nHost: x\r\nAuthorization Bearer SECRET-1\r\n\r\n",
+    b"GET /api/user/sessions HTTP/1.1\r\nHost: x\r\nCookie: zipline_token=SECRET-2\x01\r\n\r\n",
+    b"GET /api/user/sessions HTTP/1.1\r\nHost: x\r\nAuthorization: SECRET-3\x00x\r\n\r\n",
+    b"GET /api/user/sessions?token=SECRET-4 HTTP/1.1\r\nHost: x\r\nX: \xff\xfe SECRET-5\r\n\r\n",
+    b"GET /api/user/sessions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer SECRET-6" + b"x" * 20000 + b"\r\n\r\n",
+]
+
+
+@pytest.mark.parametrize("level", ["info", "debug"])
+def test_malformed_requests_leave_no_secret_in_any_log(tmp_path, database_url, level):
+    server = LiveServer(tmp_path, database_url, SEED, workers=1, env={"SESSIONS_LOG_LEVEL": level}).start()
+    try:
+        for raw in MALFORMED:
+            with socket.create_connection(("127.0.0.1", server.port), timeout=10) as connection:
+                connection.sendall(raw)
+                assert connection.recv(64).startswith(b"HTTP/1.1 ")
+    finally:
+        server.stop()
+    log = server.log.read_text(errors="replace")
+    assert "SECRET" not in log, [line for line in log.splitlines() if "SECRET" in line]
+
+
+def test_slow_clients_do_not_stall_the_service(tmp_path, database_url):
+    """500 connections sending their headers a byte a second: others are still answered."""
+    server = LiveServer(tmp_path, database_url, SEED, workers=2).start()
+    slow, stop = [], threading.Event()
+    try:
+        for _ in range(500):
+            connection = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+            connection.sendall(b"GET /api/health HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+            slow.append(connection)
+
+        def trickle():
+            while not stop.wait(1):
+                for connection in slow:
+                    with contextlib.suppress(OSError):
+                        connection.send(b"a")
+
+        sender = threading.Thread(target=trickle)
+        sender.start()
+        time.sleep(2)
+        answered = []
+        for _ in range(5):  # a liveness bound, not a measurement: 5 s where gunicorn stalled 32 s
+            started = time.monotonic()
+            assert server.request("GET", "/api/health", timeout=5)[0] == 200
+            assert server.request("GET", SESSIONS, {"Cookie": "zipline_token=cookie-abc"}, timeout=5)[0] == 200
+            answered.append(time.monotonic() - started)
+        print(f"health + GET while 500 clients trickle their headers: worst {max(answered) * 1000:.0f} ms")
+    finally:
+        stop.set()
+        for connection in slow:
+            connection.close()
+        server.stop()
+
+
+@pytest.mark.parametrize(("variable", "value"), [("SESSIONS_WORKERS", "zero"), ("SESSIONS_BIND", "8000"),
+                                                 ("SESSIONS_TTL_SECONDS", "-5")])
+def test_a_bad_setting_stops_serve_py_with_one_line(tmp_path, variable, value):
+    env = {**os.environ, "SESSIONS_DATABASE_URL": f"sqlite:///{tmp_path / 'bad.db'}", variable: value}
+    result = subprocess.run([sys.executable, "serve.py"], cwd=ROOT, env=env, capture_output=True, text=True,
+                            timeout=60, check=False)
+    assert result.returncode == 2
+    [line] = result.stderr.strip().splitlines()  # one line, no traceback
+    assert line.startswith(f"zipline-sessions: {variable} ") and value in line, line
+
+
+def test_one_worker_serves_many_reads_at_once_on_all_its_threads(tmp_path, database_url):
+    server = LiveServer(tmp_path, database_url, SEED, workers=1, env={"SESSIONS_THREADS": "8"}).start()
+    try:
+        [worker] = server.worker_pids()
+
+        def read(n):
+            cookie = ("cookie-abc", "cookie-def", "cookie-bob")[n % 3]
+            return server.request("GET", SESSIONS, {"Cookie": f"zipline_token={cookie}"})[0]
+
+        with ThreadPoolExecutor(max_workers=32) as pool:
+            answers = list(pool.map(read, range(1500)))
+        assert answers == [200] * 1500
+        assert server.worker_pids() == [worker]  # no worker died on the way
     finally:
         server.stop()

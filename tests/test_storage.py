@@ -1,23 +1,67 @@
 """The SQLite store: where it lives, its settings, and that no secret is kept in clear."""
 
+import os
 import sqlite3
 from contextlib import closing
 from pathlib import Path
 
-from conftest import BACKEND, cookie, sqlite_only
+import pytest
+from conftest import BACKEND, SEED, cookie, sqlite_only
 
+import seed
+from app import create_app
 from database import db
+from models import utcnow
 
 
 def test_default_database_file_is_made_on_first_start(tmp_path):
     from flask import Flask
+    from sqlalchemy.engine import make_url
 
+    from database import prepare_sqlite_file
     from settings import load_settings
 
     flask_app = Flask("probe", instance_path=str(tmp_path / "instance"))
     load_settings(flask_app, None)
     assert flask_app.config["SQLALCHEMY_DATABASE_URI"] == f"sqlite:///{tmp_path}/instance/sessions.db"
-    assert (tmp_path / "instance").is_dir()
+    prepare_sqlite_file(make_url(flask_app.config["SQLALCHEMY_DATABASE_URI"]))
+    assert _mode(tmp_path / "instance") == 0o700
+    assert _mode(tmp_path / "instance" / "sessions.db") == 0o600
+
+
+def _mode(path: Path) -> int:
+    return path.stat().st_mode & 0o777
+
+
+@sqlite_only
+@pytest.mark.parametrize("umask", [0o022, 0o000])
+def test_a_new_database_and_its_wal_files_are_readable_by_the_owner_only(tmp_path, umask):
+    path = tmp_path / "missing" / "folder" / "sessions.db"  # its folders are made too
+    previous = os.umask(umask)
+    try:
+        app = create_app({"TESTING": True, "DATABASE_URL": f"sqlite:///{path}", "LOGIN_RATE_LIMIT": "off"})
+        with app.app_context():
+            seed.store_seed(seed.parse_seed(SEED, 3600, utcnow()))
+            # While a connection is open the -wal and -shm files exist (the last close removes them).
+            with db.engine.connect() as connection:
+                connection.exec_driver_sql("SELECT count(*) FROM sessions").scalar()
+                modes = {end: _mode(Path(f"{path}{end}")) for end in ("", "-wal", "-shm")}
+            db.engine.dispose()
+    finally:
+        os.umask(previous)
+    assert modes == {"": 0o600, "-wal": 0o600, "-shm": 0o600}
+    assert _mode(path.parent) == 0o700
+
+
+@sqlite_only
+def test_an_existing_database_file_keeps_its_permissions(tmp_path):
+    path = tmp_path / "sessions.db"
+    path.touch()
+    path.chmod(0o640)  # the operator's choice, say for a backup group
+    app = create_app({"TESTING": True, "DATABASE_URL": f"sqlite:///{path}", "LOGIN_RATE_LIMIT": "off"})
+    with app.app_context():
+        db.engine.dispose()
+    assert _mode(path) == 0o640
 
 
 @sqlite_only
