@@ -3,8 +3,9 @@
 import os
 
 from flask import Blueprint, Flask, current_app, jsonify, request
-from werkzeug.exceptions import ServiceUnavailable, Unauthorized
+from werkzeug.exceptions import ServiceUnavailable
 from werkzeug.middleware.proxy_fix import ProxyFix
+from werkzeug.routing import Rule as WerkzeugRule
 
 import cli
 import credentials
@@ -12,8 +13,9 @@ import security_log
 import seed
 import sessions
 from admin import admin
-from auth import INVALID_SESSION, clear_session_cookie, current_session, resolve_caller, set_session_cookie
+from auth import clear_session_cookie, logged_in_session, resolve_caller, session_cookie, set_session_cookie
 from cors import init_cors
+from crosssite import refuse_cross_site
 from database import (
     Reader,
     check_database_opens,
@@ -45,6 +47,23 @@ from useragent import warm_up
 api = Blueprint("api", __name__, url_prefix="/api")
 
 
+class Rule(WerkzeugRule):
+    """werkzeug's Rule, which may refuse the HEAD it adds to every GET route (`head=False`):
+    a HEAD of logout would log out, since HEAD runs the GET view."""
+
+    def __init__(self, string: str, *, head: bool = True, **options):
+        super().__init__(string, **options)
+        if not head and self.methods is not None:
+            self.methods.discard("HEAD")
+
+
+@api.after_request
+def no_store(response):
+    """Nothing the API answers is for a cache to keep: session lists, logins, cookies."""
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
 @api.get("/user/sessions")
 def list_user_sessions():
     """List the caller's current session and their other live sessions."""
@@ -64,19 +83,18 @@ def login():
     """Log in with a username and password; opens a session and sets its cookie."""
     check_login_attempt()
     body = load_body(login_schema)
-    user, token = sessions.log_in(body["username"], body["password"], request.user_agent.string)
+    user, token = sessions.log_in(body["username"], body["password"], request.user_agent.string,
+                                  presented=session_cookie())
     response = jsonify(login_response_schema.dump({"user": user}))
     set_session_cookie(response, token)
     return response
 
 
-@api.route("/auth/logout", methods=["GET", "POST"])
+@api.route("/auth/logout", methods=["GET", "POST"], head=False)
 def logout():
-    """End the session the cookie names and clear the cookie."""
-    session = current_session()
-    if session is None:
-        raise Unauthorized(INVALID_SESSION)
-    sessions.log_out(session)
+    """End the session the cookie names and clear the cookie (never for another site)."""
+    refuse_cross_site()
+    sessions.log_out(logged_in_session())
     response = jsonify(logout_response_schema.dump({"loggedOut": True}))
     clear_session_cookie(response)
     return response
@@ -104,6 +122,7 @@ def create_app(config: dict | None = None) -> Flask:
     app.response_class = WholeBodyResponse
     for warning in unknown_variables(os.environ):
         app.logger.warning(warning)
+    app.url_rule_class = Rule
     load_settings(app, config)
     app.json = OrjsonProvider(app)
     db.init_app(app)

@@ -2,7 +2,7 @@
 
 from dataclasses import dataclass
 
-from flask import current_app, request
+from flask import after_this_request, current_app, request
 from werkzeug.exceptions import Unauthorized
 
 import models
@@ -103,6 +103,17 @@ def session_cookie() -> str | None:
     return None
 
 
+def logged_in_session():
+    """The live session the cookie names; else 401 "Invalid login session", clearing a stale or
+    unknown cookie on the way (the browser stops sending what no longer logs anyone in)."""
+    session = current_session()
+    if session is None:
+        if session_cookie() is not None:
+            after_this_request(clear_session_cookie)
+        raise Unauthorized(INVALID_SESSION)
+    return session
+
+
 def _strip_bearer(header: str) -> str:
     scheme, _, rest = header.partition(" ")
     return rest.strip() if scheme.lower() == "bearer" and rest else header.strip()
@@ -116,9 +127,10 @@ def set_session_cookie(response, token: str) -> None:
     )
 
 
-def clear_session_cookie(response) -> None:
+def clear_session_cookie(response):
     config = current_app.config
     response.set_cookie(
         config["COOKIE_NAME"], "", max_age=0, expires=0, path="/",
         httponly=True, samesite=config["COOKIE_SAMESITE"], secure=config["COOKIE_SECURE"],
     )
+    return response

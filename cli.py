@@ -12,10 +12,38 @@ import credentials
 import models
 import seed
 from database import db, migrate, write_transaction
-from schemas import SessionSchema
+from schemas import SessionSchema, storable_text_problem
 from security_log import security_event
 
 session_schema = SessionSchema()
+
+
+class StorableText(click.ParamType):
+    """An argument that is stored or looked up as text: refused alike on every database when it
+    is empty, too long, or holds what PostgreSQL cannot store (NUL, or undecodable bytes, which
+    Python hands over as lone surrogates)."""
+
+    name = "text"
+
+    def __init__(self, max_length: int, secret: bool = False, allow_empty: bool = False):
+        self.max_length, self.secret, self.allow_empty = max_length, secret, allow_empty
+
+    def convert(self, value, param, ctx):
+        shown = "" if self.secret else f"{value!r} "
+        if not value:
+            if self.allow_empty:
+                return value
+            self.fail("must not be empty", param, ctx)
+        if len(value) > self.max_length:
+            self.fail(f"{shown}is longer than {self.max_length} characters", param, ctx)
+        problem = storable_text_problem(value)
+        if problem is not None:
+            self.fail(f"{shown}{problem[0].lower()}{problem[1:-1]}", param, ctx)
+        return value
+
+
+USERNAME = StorableText(255)
+SESSION_ID = StorableText(255)
 
 
 def register(app: Flask) -> None:
@@ -40,9 +68,9 @@ def seed_command(path):
 
 @click.command("create-user")
 @with_appcontext
-@click.argument("username")
-@click.option("--password", is_flag=False, flag_value="", default=None, prompt=True,
-              prompt_required=False, hide_input=True, confirmation_prompt=True,
+@click.argument("username", type=USERNAME)
+@click.option("--password", type=StorableText(1024, secret=True, allow_empty=True), is_flag=False, flag_value="",
+              default=None, prompt=True, prompt_required=False, hide_input=True, confirmation_prompt=True,
               help="Give a password (asked for when no value follows) so the user can log in.")
 @click.option("--admin", "is_admin", is_flag=True, help="Make the user an admin (lists and revokes anyone's sessions).")
 def create_user(username, password, is_admin):
@@ -79,7 +107,7 @@ def set_admin(username, withdraw):
 
 @click.command("list-sessions")
 @with_appcontext
-@click.argument("username")
+@click.argument("username", type=USERNAME)
 @click.option("--json", "as_json", is_flag=True, help="Print the sessions as a JSON array.")
 def list_sessions(username, as_json):
     """List a user's live sessions, oldest first."""
@@ -93,8 +121,8 @@ def list_sessions(username, as_json):
 
 @click.command("revoke")
 @with_appcontext
-@click.argument("username")
-@click.argument("session_id", required=False)
+@click.argument("username", type=USERNAME)
+@click.argument("session_id", type=SESSION_ID, required=False)
 @click.option("--all", "revoke_all", is_flag=True, help="Revoke every session of the user.")
 def revoke(username, session_id, revoke_all):
     """Revoke one session of a user by id, or all of them with --all."""

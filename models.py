@@ -336,6 +336,15 @@ def revoke_other_sessions(user_id: int, keep: str | None) -> list[str]:
     return list(db.session.execute(delete(Session).where(condition).returning(Session.c.id)).scalars())
 
 
+def end_user_session_by_token(user_id: int, token: str) -> str | None:
+    """Delete the live session `token` names if it is `user_id`'s; its id, or None (not theirs, or none)."""
+    query = (delete(Session)
+             .where(Session.c.token_hash == credentials.hash_token(token), Session.c.user_id == user_id,
+                    Session.c.expires_at > utcnow())
+             .returning(Session.c.id))
+    return db.session.execute(query).scalar_one_or_none()
+
+
 def end_session(session_id: str) -> bool:
     """Delete one session by id (log out, or an expired one met on the way)."""
     return db.session.execute(delete(Session).where(Session.c.id == session_id)).rowcount == 1

@@ -32,7 +32,7 @@ def _json(schema: str) -> dict:
 
 
 def _errors(error_schema: str, *statuses: int) -> dict:
-    reasons = {400: "Bad input", 401: "Invalid login session", 403: "Admin only", 404: "User not found",
+    reasons = {400: "Bad input", 401: "Invalid login session", 403: "Forbidden (admin only; a cross-site logout)", 404: "User not found",
                413: "Body too large",
                415: "Body is not JSON", 429: "Too many login attempts", 500: "Unexpected fault",
                503: "Database or login-limit storage unavailable, or the schema behind"}
@@ -76,7 +76,7 @@ def build_openapi(app: Flask) -> dict:
     })
     logout = {"summary": "Log out", "security": [{"sessionCookie": []}],
               "responses": {"200": {"description": "Logged out; the cookie is cleared", **_json("LogoutResponse")},
-                            **_errors(error, 401)}}
+                            **_errors(error, 401, 403)}}
     spec.path("/api/auth/logout", operations={"get": {**logout, "operationId": "logOutGet"},
                                              "post": {**logout, "operationId": "logOut"}})
     _forward_auth_paths(spec, caller, error)

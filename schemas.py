@@ -21,12 +21,26 @@ class StrictBoolean(fields.Boolean):
         return value
 
 
-def _encodable(text: str) -> None:
-    """Lone surrogates (legal in JSON, not in UTF-8) can be neither hashed nor stored."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        raise ValidationError("Not valid Unicode text.") from None
+def storable_text_problem(text: str) -> str | None:
+    """Why `text` cannot be stored or looked up alike on every database, or None.
+
+    Lone surrogates (legal in JSON, not in UTF-8) can be neither hashed nor stored; NUL is
+    text to SQLite but PostgreSQL refuses it, so both refuse it here.
+    """
+    if "\x00" in text:
+        return "Must not contain a NUL character."
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            return "Not valid Unicode text."
+    return None
+
+
+def _storable(text: str) -> None:
+    problem = storable_text_problem(text)
+    if problem is not None:
+        raise ValidationError(problem)
 
 
 class RequestSchema(Schema):
@@ -50,7 +64,7 @@ class SessionListSchema(Schema):
 class RevokeSchema(RequestSchema):
     """DELETE /api/user/sessions: exactly one of sessionId or all: true."""
 
-    sessionId = fields.String(validate=[validate.Length(min=1, max=255), _encodable])
+    sessionId = fields.String(validate=[validate.Length(min=1, max=255), _storable])
     all = StrictBoolean()
 
     @validates_schema
@@ -63,8 +77,8 @@ class RevokeSchema(RequestSchema):
 
 
 class LoginSchema(RequestSchema):
-    username = fields.String(required=True, validate=[validate.Length(min=1, max=255), _encodable])
-    password = fields.String(required=True, validate=[validate.Length(min=1, max=1024), _encodable])
+    username = fields.String(required=True, validate=[validate.Length(min=1, max=255), _storable])
+    password = fields.String(required=True, validate=[validate.Length(min=1, max=1024), _storable])
 
 
 class UserSchema(Schema):

@@ -81,17 +81,17 @@ def parse_seed(document: object, ttl_seconds: int, now: datetime,
     seen_ids: dict[str, tuple] = {}
     seen_tokens: dict[str, tuple] = {}
     users = []
-    default_expiry = now + timedelta(seconds=ttl_seconds)
+    ttl = timedelta(seconds=ttl_seconds)
     for index, entry in enumerate(document["users"]):
-        user = _parse_user(entry, Where(index), now, default_expiry)
+        user = _parse_user(entry, Where(index), now, ttl)
         if max_per_user is not None:
             _within_cap(user, now, max_per_user)
-        _once(seen_names, user.username, (user.where, "username"), "username")
+        _once(seen_names, user.username, (user.where, "username"))
         if user.token_hash is not None:
-            _once(seen_tokens, user.token_hash, (user.where, "token"), "token")
+            _once(seen_tokens, user.token_hash, (user.where, "token"), secret=True)
         for session in user.sessions:
-            _once(seen_ids, session.id, (session.where, "id"), "session id")
-            _once(seen_tokens, session.token_hash, (session.where, "token"), "token")
+            _once(seen_ids, session.id, (session.where, "id"))
+            _once(seen_tokens, session.token_hash, (session.where, "token"), secret=True)
         users.append(user)
     return users
 
@@ -175,22 +175,22 @@ def _insert_sessions(batch: list) -> int:
     return inserted
 
 
-def _parse_user(entry, where, now, default_expiry) -> SeedUser:
+def _parse_user(entry, where, now, ttl) -> SeedUser:
     if not isinstance(entry, dict):
-        raise SeedError(f"{where}: must be an object")
+        raise SeedError(f"{where}: must be an object, not {_kind(entry)}")
     _no_unknown_keys(entry, USER_KEYS, where)
     user = SeedUser(
         where=where,
         username=_text(entry, "username", where, required=True, max_length=255),
-        password=_text(entry, "password", where, max_length=1024),
+        password=_text(entry, "password", where, max_length=1024, secret=True),
         token_hash=_token_hash(entry, where),
         is_admin=_flag(entry, "admin", where),
     )
     sessions = entry.get("sessions", [])
     if not isinstance(sessions, list):
-        raise SeedError(f"{where}.sessions: must be an array")
+        raise SeedError(f"{where}.sessions: must be an array, not {_kind(sessions)}")
     for index, item in enumerate(sessions):
-        user.sessions.append(_parse_session(item, Where(where.user, index), now, default_expiry))
+        user.sessions.append(_parse_session(item, Where(where.user, index), now, ttl))
     return user
 
 
@@ -201,39 +201,64 @@ def _within_cap(user: SeedUser, now: datetime, max_per_user: int) -> None:
                         f"more than SESSIONS_MAX_PER_USER ({max_per_user})")
 
 
-def _parse_session(entry, where, now, default_expiry) -> SeedSession:
+def _parse_session(entry, where, now, ttl) -> SeedSession:
     if not isinstance(entry, dict):
-        raise SeedError(f"{where}: must be an object")
+        raise SeedError(f"{where}: must be an object, not {_kind(entry)}")
     _no_unknown_keys(entry, SESSION_KEYS, where)
-    created_at = _date(entry, "createdAt", where) or now
+    created_at, expires_at = _session_dates(entry, where, now, ttl)
     return SeedSession(
         where=where,
         id=_text(entry, "id", where, max_length=64) or credentials.new_session_id(),
         token_hash=_token_hash(entry, where) or credentials.hash_token(credentials.new_token()),
-        ua=_clean_ua(_text(entry, "ua", where, allow_empty=True)),
+        ua=_clean_ua(_text(entry, "ua", where, allow_empty=True, nul_ok=True)),
         created_at=created_at,
-        expires_at=_date(entry, "expiresAt", where) or default_expiry,
+        expires_at=expires_at,
     )
+
+
+def _session_dates(entry, where, now, ttl) -> tuple[datetime, datetime]:
+    """(createdAt, expiresAt): given or defaulted, and the first always before the second.
+
+    Missing createdAt: the load time, or expiresAt minus the TTL when only a past expiresAt is
+    given (an expired session, as it would have been made). Missing expiresAt: load time + TTL.
+    """
+    created_at, expires_at = _date(entry, "createdAt", where), _date(entry, "expiresAt", where)
+    if created_at is not None and created_at > now:
+        raise SeedError(f"{where}.createdAt: {entry['createdAt']!r} is in the future")
+    if created_at is not None and expires_at is not None and expires_at <= created_at:
+        raise SeedError(f"{where}.expiresAt: {entry['expiresAt']!r} is not after createdAt {entry['createdAt']!r}")
+    if created_at is None:
+        created_at = expires_at - ttl if expires_at is not None and expires_at <= now else now
+    return created_at, expires_at or now + ttl
 
 
 _clean_ua = lru_cache(maxsize=4096)(clean_ua)
 
 
-def _text(entry, key, where, required=False, max_length=None, allow_empty=False) -> str | None:
+def _text(entry, key, where, required=False, max_length=None, allow_empty=False, secret=False,
+          nul_ok=False) -> str | None:
+    """entry[key] as text, checked; a refusal names the value too, unless it is a `secret`.
+
+    NUL is refused (PostgreSQL cannot store it, and the API refuses it) unless `nul_ok`: a
+    token is only hashed, a ua is cleaned.
+    """
     value = entry.get(key)
     if value is None:
         if required:
             raise SeedError(f"{where}.{key}: is required")
         return None
+    shown = "" if secret else f"{_show(value)} "
     if not isinstance(value, str) or (not value and not allow_empty):
-        raise SeedError(f"{where}.{key}: must be a non-empty string")
+        raise SeedError(f"{where}.{key}: must be a non-empty string" + ("" if secret else f", not {_show(value)}"))
     if max_length is not None and len(value) > max_length:
-        raise SeedError(f"{where}.{key}: longer than {max_length} characters")
+        raise SeedError(f"{where}.{key}: {shown}is longer than {max_length} characters")
+    if not nul_ok and "\x00" in value:
+        raise SeedError(f"{where}.{key}: {shown}must not contain a NUL character")
     if not value.isascii():
         try:
             value.encode("utf-8")
         except UnicodeEncodeError:
-            raise SeedError(f"{where}.{key}: is not valid Unicode text") from None
+            raise SeedError(f"{where}.{key}: {shown}is not valid Unicode text") from None
     return value
 
 
@@ -245,9 +270,22 @@ def _flag(entry, key, where) -> bool:
     return value
 
 
+def _show(value, limit: int = 60) -> str:
+    """repr(value) for a message, cut short when long."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
+
+
+def _kind(value) -> str:
+    """The JSON kind of a misplaced value (named instead of the value, which may hold a secret)."""
+    kinds = ((bool, "true or false"), (str, "a string"), (int, "a number"), (float, "a number"),
+             (list, "an array"), (dict, "an object"))
+    return next((name for kind, name in kinds if isinstance(value, kind)), "null")
+
+
 def _token_hash(entry, where) -> str | None:
-    """Any non-empty string is a fixture's token; only its hash is kept."""
-    token = _text(entry, "token", where, max_length=1024)
+    """Any non-empty string is a fixture's token; only its hash is kept (and never shown)."""
+    token = _text(entry, "token", where, max_length=1024, secret=True, nul_ok=True)
     return credentials.hash_token(token) if token else None
 
 
@@ -282,11 +320,16 @@ def _no_unknown_keys(entry: dict, allowed: set, where) -> None:
         raise SeedError(f"{where}: unknown field {unknown[0]!r} (allowed: {', '.join(sorted(allowed))})")
 
 
-def _once(seen: dict, value: str, place: tuple, what: str) -> None:
+def _once(seen: dict, value: str, place: tuple, secret: bool = False) -> None:
     """Refuse `value` met before; `place` is (Where, field), spelled out only for the message."""
     if value in seen:
-        raise SeedError(f"{_spell(place)}: {what} repeats {_spell(seen[value])}")
+        raise SeedError(f"{_spell(place)}: {_name(value, secret)} repeats {_spell(seen[value])}")
     seen[value] = place
+
+
+def _name(value: str, secret: bool) -> str:
+    """How a message names a value: its repr, but a token (a secret, held as its hash) as "token"."""
+    return "token" if secret else _show(value)
 
 
 def _spell(place: tuple) -> str:
@@ -297,14 +340,14 @@ def _spell(place: tuple) -> str:
 def _refuse_existing(users: list[SeedUser]) -> None:
     """Refuse a username, session id or token the database already holds."""
     checks = [
-        (User.username, {u.username: (u.where, "username") for u in users}, "username"),
-        (User.api_token_hash, {u.token_hash: (u.where, "token") for u in users if u.token_hash}, "token"),
-        (LoginSession.id, {s.id: (s.where, "id") for u in users for s in u.sessions}, "session id"),
-        (LoginSession.token_hash, {s.token_hash: (s.where, "token") for u in users for s in u.sessions}, "token"),
+        (User.username, {u.username: (u.where, "username") for u in users}, False),
+        (User.api_token_hash, {u.token_hash: (u.where, "token") for u in users if u.token_hash}, True),
+        (LoginSession.id, {s.id: (s.where, "id") for u in users for s in u.sessions}, False),
+        (LoginSession.token_hash, {s.token_hash: (s.where, "token") for u in users for s in u.sessions}, True),
     ]
-    for column, wanted, what in checks:
+    for column, wanted, secret in checks:
         for value in _existing(column, list(wanted)):
-            raise SeedError(f"{_spell(wanted[value])}: {what} already exists in the database")
+            raise SeedError(f"{_spell(wanted[value])}: {_name(value, secret)} already exists in the database")
 
 
 def _existing(column, values: list) -> list:

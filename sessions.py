@@ -55,8 +55,13 @@ def revoke_locked(user_id: int, target: str | None, keep: str | None) -> list[st
     raise BadRequest("Session not found in logged in sessions")
 
 
-def log_in(username: str, password: str, user_agent: str | None) -> tuple[models.User, str]:
-    """Check the credentials and open a session; returns the user and the session token."""
+def log_in(username: str, password: str, user_agent: str | None,
+           presented: str | None = None) -> tuple[models.User, str]:
+    """Check the credentials and open a session; returns the user and the session token.
+
+    `presented` is the session cookie the browser sent: if it names a session of this same
+    user, that session ends as the new one opens (rotation: one browser, one live session).
+    """
     user = models.find_user_by_name(username)
     stored_hash = user.password_hash if user else None
     if not credentials.password_matches(stored_hash, password):
@@ -68,12 +73,15 @@ def log_in(username: str, password: str, user_agent: str | None) -> tuple[models
     config = current_app.config
     with write_transaction():
         models.lock_user(user.id)  # PostgreSQL: this user's logins count and cap one at a time
+        replaced = models.end_user_session_by_token(user.id, presented) if presented else None
         opened = models.open_session(user.id, user_agent, config["TTL_SECONDS"])
         ended = models.end_oldest_sessions(user.id, keep=opened.id, limit=config["MAX_PER_USER"])
         rehashed = new_hash is not None and models.replace_password_hash(user.id, stored_hash, new_hash)
         purged = models.purge_expired(limit=PURGE_BATCH)
     security_event("login.success", user=user.username, userId=user.id, sessionId=opened.id,
                    client=opened.client, device=opened.device)
+    if replaced:
+        security_event("login.rotated", user=user.username, userId=user.id, ended=replaced, sessionId=opened.id)
     if ended:
         security_event("sessions.capped", user=user.username, userId=user.id, limit=config["MAX_PER_USER"],
                        ended=ended)

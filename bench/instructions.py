@@ -23,7 +23,7 @@ BIN = Path(sys.executable).parent
 
 
 def drive(database: str, users: int, requests: int) -> None:
-    """The measured body: `requests` GETs through the app, as gunicorn would call it."""
+    """The measured body: `requests` GETs through the app, as the WSGI server calls it."""
     sys.path.insert(0, str(ROOT))
     from app import create_app
 

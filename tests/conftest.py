@@ -97,12 +97,22 @@ def make_app(database_url):
 
 
 @pytest.fixture
-def app(make_app):
+def make_seeded_app(make_app):
+    """make_app, then SEED stored in the app's database."""
+
+    def make(**overrides):
+        app = make_app(**overrides)
+        with app.app_context():
+            seed.store_seed(seed.parse_seed(SEED, app.config["TTL_SECONDS"], utcnow()))
+        return app
+
+    return make
+
+
+@pytest.fixture
+def app(make_seeded_app):
     """A fresh app on an empty database, seeded with SEED."""
-    app = make_app()
-    with app.app_context():
-        seed.store_seed(seed.parse_seed(SEED, app.config["TTL_SECONDS"], utcnow()))
-    return app
+    return make_seeded_app()
 
 
 @pytest.fixture
@@ -157,3 +167,15 @@ def security_events():
     yield records
     logger.setLevel(level)
     logger.removeHandler(handler)
+
+
+@pytest.fixture(autouse=True)
+def app_logger_restored():
+    """Every app shares the "app" logger: a test that silences it for an expected 500 must not
+    silence it for the tests after it."""
+    import logging
+
+    logger = logging.getLogger("app")
+    disabled = logger.disabled
+    yield
+    logger.disabled = disabled

@@ -52,7 +52,7 @@ class LiveServer:
             # A session of its own, so that kill() can take the master and its workers at once.
             self.process = subprocess.Popen(command, cwd=ROOT, env=self.env, stdout=log, stderr=log,
                                             start_new_session=True)
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 90  # generous: a loaded CI machine starts slowly
         while time.monotonic() < deadline:
             assert self.process.poll() is None, self.log.read_text()
             try:

@@ -10,9 +10,7 @@ import pytest
 from conftest import SEED, cookie
 from live_server import LiveServer
 
-import seed
 from database import db
-from models import utcnow
 
 SESSIONS = "/api/user/sessions"
 LOGIN = "/api/auth/login"
@@ -21,10 +19,8 @@ ORIGINS = f"{FRONTEND}, https://app.example.com"
 
 
 @pytest.fixture
-def cors_client(make_app):
-    app = make_app(CORS_ORIGINS=ORIGINS)
-    with app.app_context():
-        seed.store_seed(seed.parse_seed(SEED, app.config["TTL_SECONDS"], utcnow()))
+def cors_client(make_seeded_app):
+    app = make_seeded_app(CORS_ORIGINS=ORIGINS)
     return app.test_client(use_cookies=False)
 
 

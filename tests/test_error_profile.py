@@ -6,19 +6,15 @@ import pytest
 from conftest import SEED, cookie
 from live_server import LiveServer
 
-import seed
 from database import db
-from models import utcnow
 
 SESSIONS = "/api/user/sessions"
 LOGIN = "/api/auth/login"
 ALICE = {"Authorization": "tok-alice", **cookie("cookie-abc")}
 
 
-def seeded_client(make_app, **config):
-    app = make_app(**config)
-    with app.app_context():
-        seed.store_seed(seed.parse_seed(SEED, app.config["TTL_SECONDS"], utcnow()))
+def seeded_client(make_seeded_app, **config):
+    app = make_seeded_app(**config)
     app.logger.disabled = True  # the 500 below is logged on purpose
     return app, app.test_client(use_cookies=False)
 
@@ -61,8 +57,8 @@ ZIPLINE_V4 = {
 }
 
 
-def test_zipline_v4_profile_sends_zipline_bodies_byte_for_byte(make_app):
-    app, client = seeded_client(make_app, ERROR_PROFILE="zipline-v4")
+def test_zipline_v4_profile_sends_zipline_bodies_byte_for_byte(make_seeded_app):
+    app, client = seeded_client(make_seeded_app, ERROR_PROFILE="zipline-v4")
     responses = every_error(app, client)
     assert set(responses) == set(ZIPLINE_V4)
     for name, response in responses.items():
@@ -72,8 +68,8 @@ def test_zipline_v4_profile_sends_zipline_bodies_byte_for_byte(make_app):
     assert responses["method"].headers["Allow"]  # headers an error carries are kept
 
 
-def test_zipline_v4_profile_keeps_retry_after_on_429(make_app):
-    _, client = seeded_client(make_app, ERROR_PROFILE="zipline-v4", LOGIN_RATE_LIMIT="1 per minute")
+def test_zipline_v4_profile_keeps_retry_after_on_429(make_seeded_app):
+    _, client = seeded_client(make_seeded_app, ERROR_PROFILE="zipline-v4", LOGIN_RATE_LIMIT="1 per minute")
     for _ in range(2):
         response = client.post(LOGIN, json={"username": "alice", "password": "wrong"})
     assert response.status_code == 429 and response.headers["Retry-After"]
@@ -81,8 +77,8 @@ def test_zipline_v4_profile_keeps_retry_after_on_429(make_app):
                                    b'"statusCode":429}\n')
 
 
-def test_the_default_profile_is_the_contracts_byte_for_byte(make_app):
-    app, client = seeded_client(make_app)
+def test_the_default_profile_is_the_contracts_byte_for_byte(make_seeded_app):
+    app, client = seeded_client(make_seeded_app)
     responses = every_error(app, client)
     for name, response in responses.items():
         status = ZIPLINE_V4[name][0]

@@ -46,6 +46,7 @@ BAD_DELETE_BODIES = {
     "session-id-list": '{"sessionId": ["sess_def456"]}',
     "session-id-object": '{"sessionId": {"id": "sess_def456"}}',
     "session-id-surrogate": '{"sessionId": "\\ud800"}',
+    "session-id-nul": '{"sessionId": "sess_def456\\u0000"}',  # PostgreSQL cannot hold NUL: refused on both
     "session-id-too-long": json.dumps({"sessionId": "s" * 300}),
     "invalid-utf8": b'{"sessionId": "\xff"}',
     "deeply-nested": "[" * 5000 + "]" * 5000,
@@ -115,3 +116,15 @@ def test_an_unexpected_exception_is_a_json_500_without_a_trace(app, client, monk
     assert_error(response, 500, "Internal Server Error", "An unexpected error occurred.")
     assert "sessions" not in response.get_data(as_text=True)
     assert "Traceback" not in response.get_data(as_text=True)
+
+
+@pytest.mark.parametrize("headers", [{"Authorization": "tok\x00alice"}, {"Authorization": "Bearer caf\xe9"},
+                                     {"Cookie": "zipline_token=cookie\x00abc"}, {"Cookie": "zipline_token=caf\xe9"}])
+@pytest.mark.parametrize("method", ["get", "delete"])
+def test_odd_credentials_are_only_hashed_and_refused_alike_on_every_database(client, headers, method):
+    """A token or cookie is never stored or compared as text (only its SHA-256): NUL or
+    latin-1 in one is just a credential that names nobody, on SQLite and PostgreSQL."""
+    response = getattr(client, method)(URL, headers=headers, json={"all": True})
+    assert_error(response, 401, "Unauthorized", "Invalid login session")
+    assert_error(client.post("/api/auth/logout", headers=headers), 401, "Unauthorized", "Invalid login session")
+    assert len(listing(client)["other"]) == 2

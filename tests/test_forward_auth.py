@@ -3,11 +3,10 @@
 from urllib.parse import unquote
 
 import pytest
-from conftest import SEED, cookie, write_json
+from conftest import cookie, write_json
 
-import seed
 from database import db
-from models import LoginSession, utcnow
+from models import LoginSession
 
 VERIFY = "/api/auth/verify"
 SESSIONS = "/api/user/sessions"
@@ -114,12 +113,10 @@ def test_names_that_are_not_plain_ascii_come_percent_encoded(app, client, runner
     assert "X-Injected" not in response.headers
 
 
-def test_verify_is_not_rate_limited(make_app):
+def test_verify_is_not_rate_limited(make_seeded_app):
 
 
-    app = make_app(LOGIN_RATE_LIMIT="2 per minute")
-    with app.app_context():
-        seed.store_seed(seed.parse_seed(SEED, app.config["TTL_SECONDS"], utcnow()))
+    app = make_seeded_app(LOGIN_RATE_LIMIT="2 per minute")
     client = app.test_client(use_cookies=False)
     assert [client.get(VERIFY, headers={"Authorization": "wrong"}).status_code for _ in range(10)] == [401] * 10
     assert client.get(VERIFY, headers={"Authorization": "tok-alice"}).status_code == 200
