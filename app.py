@@ -10,6 +10,7 @@ from werkzeug.routing import Rule as WerkzeugRule
 import cli
 import credentials
 import security_log
+import seed
 import sessions
 from account import account
 from admin import admin
@@ -23,6 +24,7 @@ from database import (
     db,
     migrate,
     prepare_sqlite_file,
+    schema_is_current,
     schema_problem,
 )
 from errors import register_error_handlers
@@ -40,7 +42,7 @@ from schemas import (
     logout_response_schema,
     revoke_schema,
 )
-from settings import load_settings, unknown_variables
+from settings import ConfigError, load_settings, unknown_variables
 from useragent import warm_up
 
 api = Blueprint("api", __name__, url_prefix="/api")
@@ -147,6 +149,29 @@ def create_app(config: dict | None = None) -> Flask:
     app.register_blueprint(admin)
     app.register_blueprint(account)
     init_rate_limits(app)
+    if app.config["TEST_CONTROL"]:
+        from test_control import init_test_control  # test-only code: not even imported otherwise
+
+        init_test_control(app)
     cli.register(app)
     app.extensions["openapi"] = build_openapi(app)
+    if app.config["SEED_FILE"]:
+        seed_at_start(app)
     return app
+
+
+def seed_at_start(app: Flask) -> None:
+    """SESSIONS_SEED_FILE: seed a database that has no user; a bad file stops the start."""
+    with app.app_context():
+        if not schema_is_current():
+            raise ConfigError("SESSIONS_SEED_FILE needs the database schema up to date: run flask --app app "
+                              "db-upgrade, or leave SESSIONS_AUTO_MIGRATE on")
+        try:
+            counts = seed.seed_empty_database(app.config["SEED_FILE"], app.config["TTL_SECONDS"],
+                                              app.config["MAX_PER_USER"])
+        except seed.SeedError as error:
+            raise ConfigError(f"SESSIONS_SEED_FILE refused, nothing stored: {error}") from None
+    if counts is None:
+        app.logger.info("SESSIONS_SEED_FILE not loaded: the database already has users")
+    else:
+        app.logger.info("Seeded %d users and %d sessions from SESSIONS_SEED_FILE", *counts)

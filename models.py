@@ -25,9 +25,15 @@ from database import db, read_rows
 from timestamps import WireTimestamp
 from useragent import MAX_UA_LENGTH, clean_ua, describe
 
+# Where "now" comes from when it is not the real clock: set by test_control.py when an app with
+# SESSIONS_TEST_CONTROL is built (never otherwise); it answers None outside such an app.
+clock_hook = None
+
 
 def utcnow() -> datetime:
-    """Now in UTC, naive (as stored), to the millisecond the wire format shows."""
+    """Now in UTC, naive (as stored), to the millisecond the wire format shows: the service's clock."""
+    if clock_hook is not None and (now := clock_hook()) is not None:
+        return now
     now = datetime.now(UTC).replace(tzinfo=None)
     return now.replace(microsecond=now.microsecond // 1000 * 1000)
 
@@ -72,6 +78,45 @@ class LoginAttempt(db.Model):
     key: Mapped[str] = mapped_column(String(64), primary_key=True)  # SHA-256 hex of what is counted
     attempts: Mapped[int]
     resets_at: Mapped[datetime]  # the window's end; at or after it the row is stale
+
+
+# The test-control tables (test_control.py uses them; they exist whether or not it is on, as
+# the migrations make every table).
+class ServiceClock(db.Model):
+    """One row (id 1): the instant the service's clock stands at, or NULL for real time."""
+
+    __tablename__ = "test_clock"
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+    fixed_at: Mapped[datetime | None]
+
+
+class InjectedFault(db.Model):
+    """What the next requests to one route get instead of (or before) their answer."""
+
+    __tablename__ = "test_faults"
+
+    route: Mapped[str] = mapped_column(String(300), primary_key=True)  # "GET /api/user/sessions"
+    status: Mapped[int | None]  # answer this error status
+    message: Mapped[str | None] = mapped_column(String(255))  # with this message
+    delay_ms: Mapped[int | None]  # wait this long first
+    jitter_ms: Mapped[int | None]  # and up to this much more, at random
+    drop_connection: Mapped[bool] = mapped_column(default=False, server_default=false())
+    remaining: Mapped[int | None]  # how many more requests it applies to; NULL: every one
+
+
+class JournalEntry(db.Model):
+    """The journal: one row per request received since the last reset (no secret, no body)."""
+
+    __tablename__ = "test_requests"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    method: Mapped[str] = mapped_column(String(16))
+    path: Mapped[str] = mapped_column(String(2048))
+    status: Mapped[int | None]  # None: the connection was dropped
+    at: Mapped[datetime]  # the service's clock
+    username: Mapped[str | None] = mapped_column(String(255))
+    fault: Mapped[str | None] = mapped_column(String(255))  # the fault applied, as JSON
 
 
 Session = LoginSession.__table__

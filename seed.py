@@ -96,12 +96,27 @@ def parse_seed(document: object, ttl_seconds: int, now: datetime,
     return users
 
 
-def store_seed(users: list[SeedUser]) -> tuple[int, int]:
+def store_seed(users: list[SeedUser], hash_passwords=credentials.hash_passwords) -> tuple[int, int]:
     """Insert everything in one transaction after checking nothing clashes with the database,
     then refresh the query planner's statistics (a bulk load leaves them stale)."""
     # Hashed first (argon2id, ~0.1-0.2 s each): the write lock is not held meanwhile.
-    hashes = iter(credentials.hash_passwords([user.password for user in users if user.password]))
-    with write_transaction(), bulk_load_cache():
+    hashes = hash_passwords(seed_passwords(users))
+    with write_transaction():
+        counts = insert_seed(users, hashes)
+    refresh_planner_statistics()
+    return counts
+
+
+def seed_passwords(users: list[SeedUser]) -> list[str]:
+    """The passwords to hash for insert_seed, in its order."""
+    return [user.password for user in users if user.password]
+
+
+def insert_seed(users: list[SeedUser], password_hashes: list[str]) -> tuple[int, int]:
+    """Inside a write transaction: refuse what clashes with the database, then insert the users
+    (with the hashes of seed_passwords(users)) and their sessions; (users, sessions) inserted."""
+    hashes = iter(password_hashes)
+    with bulk_load_cache():
         _refuse_existing(users)
         user_rows = [
             {
@@ -131,8 +146,26 @@ def store_seed(users: list[SeedUser]) -> tuple[int, int]:
                 if len(batch) == CHUNK:
                     count += _insert_sessions(batch)
         count += _insert_sessions(batch)
-    refresh_planner_statistics()
     return len(users), count
+
+
+def seed_empty_database(path: str, ttl_seconds: int, max_per_user: int) -> tuple[int, int] | None:
+    """SESSIONS_SEED_FILE at start: load the file when the database has no user; None (and the
+    file not read) when it has one. A bad file raises SeedError and stores nothing."""
+    if _has_users():
+        return None
+    users = parse_seed(read_seed_file(path), ttl_seconds, utcnow(), max_per_user=max_per_user)
+    hashes = credentials.hash_passwords(seed_passwords(users))
+    with write_transaction():
+        if _has_users():  # another process seeded it meanwhile (several hosts starting at once)
+            return None
+        counts = insert_seed(users, hashes)
+    refresh_planner_statistics()
+    return counts
+
+
+def _has_users() -> bool:
+    return db.session.execute(select(User.id).limit(1)).first() is not None
 
 
 def _insert_sessions(batch: list) -> int:
@@ -261,14 +294,15 @@ def _date(entry, key, where) -> datetime | None:
     value = entry.get(key)
     if value is None:
         return None
-    parsed = _parse_date(value) if isinstance(value, str) else None
+    parsed = parse_date(value) if isinstance(value, str) else None
     if parsed is None:
         raise SeedError(f"{where}.{key}: {value!r} is not an ISO 8601 date")
     return parsed
 
 
 @lru_cache(maxsize=65536)  # fixtures repeat their dates; a million sessions may share a few
-def _parse_date(text: str) -> datetime | None:
+def parse_date(text: str) -> datetime | None:
+    """ISO 8601 text as naive UTC to the millisecond (no offset: UTC); None when it is not a date."""
     try:
         parsed = datetime.fromisoformat(text)
     except ValueError:

@@ -52,6 +52,9 @@ DEFAULTS = {
     "LOG_LEVEL": "info",
     "ACCESS_LOG": "-",  # "-": stdout, "off", or a file path
     "READY_FILE": None,  # a path: serve.py writes the base URL there once the service answers
+    # Test fixtures (README, "Use it in tests"): the /__test__/ routes, for loopback clients only.
+    "TEST_CONTROL": False,
+    "SEED_FILE": None,  # a seed file loaded at start into a database that has no users
 }
 
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
@@ -101,7 +104,7 @@ def _check(config) -> None:
         value = config[key]
         if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
             raise ConfigError(f"SESSIONS_{key} must be a positive whole number, not {value!r}")
-    for key in ("COOKIE_SECURE", "AUTO_MIGRATE"):
+    for key in ("COOKIE_SECURE", "AUTO_MIGRATE", "TEST_CONTROL"):
         if not isinstance(config[key], bool):
             raise ConfigError(f"SESSIONS_{key} must be true or false, not {config[key]!r}")
     proxies = config["TRUSTED_PROXIES"]
@@ -126,6 +129,22 @@ def _check(config) -> None:
                                 or storage.partition("://")[0] not in STORAGE_SCHEMES):
         raise ConfigError("SESSIONS_RATELIMIT_STORAGE_URL must be a storage URL such as redis://host "
                           f"(unset: the database), not {_without_password(storage)!r}")
+    _check_fixture(config)
+
+
+def _check_fixture(config) -> None:
+    seed_file = config["SEED_FILE"]
+    if seed_file == "":
+        config["SEED_FILE"] = seed_file = None
+    if seed_file is not None and not isinstance(seed_file, str):
+        raise ConfigError(f"SESSIONS_SEED_FILE must be a file path, not {seed_file!r}")
+    storage = config["RATELIMIT_STORAGE_URL"]
+    if config["TEST_CONTROL"] and storage is not None and not rate_limit_is_off(config["LOGIN_RATE_LIMIT"]):
+        # The test clock lives in the database; a count kept elsewhere could not follow it, nor be reset.
+        raise ConfigError("SESSIONS_TEST_CONTROL=true cannot move the clock of login limits counted in "
+                          f"SESSIONS_RATELIMIT_STORAGE_URL={_without_password(storage)}: unset "
+                          "SESSIONS_RATELIMIT_STORAGE_URL (count in the database) or set "
+                          "SESSIONS_LOGIN_RATE_LIMIT=off")
 
 
 def _check_server(config) -> None:
