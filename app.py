@@ -5,8 +5,10 @@ from werkzeug.exceptions import ServiceUnavailable, Unauthorized
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 import cli
+import events
 import security_log
 import sessions
+from activity import init_activity
 from admin import admin
 from auth import INVALID_SESSION, clear_session_cookie, current_session, resolve_caller, set_session_cookie
 from cors import init_cors
@@ -35,14 +37,14 @@ api = Blueprint("api", __name__, url_prefix="/api")
 def list_user_sessions():
     """List the caller's current session and their other live sessions."""
     caller = resolve_caller()
-    return dump_session_list(sessions.session_list(caller))
+    return dump_session_list(sessions.session_list(caller), caller.activity_fields)
 
 
 @api.delete("/user/sessions")
 def delete_user_sessions():
     """Revoke one other session, or all others, and answer the updated list."""
     caller = resolve_caller()
-    return dump_session_list(sessions.revoke(caller, load_body(revoke_schema)))
+    return dump_session_list(sessions.revoke(caller, load_body(revoke_schema)), caller.activity_fields)
 
 
 @api.post("/auth/login")
@@ -71,11 +73,11 @@ def logout():
 @api.get("/health")
 def health():
     """200 when the database answers and its schema is current, and the login limit's storage
-    answers; 503 otherwise."""
+    answers; 503 otherwise. With a webhook, also how many events are owed and dead."""
     problem = schema_problem() or limit_storage_problem()
     if problem is not None:
         raise ServiceUnavailable(problem)
-    return health_schema.dump({"status": "ok"})
+    return health_schema.dump({"status": "ok", **({"events": events.counts()} if events.enabled() else {})})
 
 
 @api.get("/openapi.json")
@@ -94,6 +96,7 @@ def create_app(config: dict | None = None) -> Flask:
     with app.app_context():
         configure_engine(db.engine)
         app.extensions["reader"] = Reader(db.engine)
+        init_activity(app)
         if app.config["AUTO_MIGRATE"]:
             migrate()
     if app.config["TRUSTED_PROXIES"]:

@@ -27,6 +27,14 @@ MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
 # A write that must wait for another writer waits this long before failing.
 SQLITE_BUSY_TIMEOUT_MS = 10_000
+# Activity writes (activity.py) on their own connections: not worth a disk flush each (a power
+# cut may lose the last few; never a revocation, which commits on the FULL connections), and
+# not worth waiting for a busy database (skipped after this long; the next use tries again).
+ACTIVITY_WAIT_MS = 50
+ACTIVITY_CONNECTION_SETUP = {
+    "sqlite": ("PRAGMA synchronous=NORMAL", f"PRAGMA busy_timeout={ACTIVITY_WAIT_MS}"),
+    "postgresql": ("SET synchronous_commit TO off", f"SET lock_timeout = {ACTIVITY_WAIT_MS}"),
+}
 
 
 def configure_engine(engine: Engine) -> None:
@@ -70,8 +78,10 @@ class Reader:
     (README, "Benchmark"). Engine.dispose() closes these connections too.
     """
 
-    def __init__(self, engine: Engine):
+    def __init__(self, engine: Engine, setup: dict | None = None):
         self.engine = engine
+        # Statements each new connection runs first, by dialect (ACTIVITY_CONNECTION_SETUP).
+        self.setup = (setup or {}).get(engine.dialect.name, ())
         self.local = threading.local()
         self.generation = 0  # bumped by dispose: every thread then reconnects
         self.open: dict[int, object] = {}  # thread id -> its connection, to close on dispose
@@ -93,6 +103,18 @@ class Reader:
                     raise
         raise AssertionError("unreachable")
 
+    def execute(self, statement, params: dict) -> int:
+        """Run one prebuilt write as its own transaction (autocommit); the rows it changed."""
+        prepared = _prepared(statement, self.engine.dialect)
+        cursor = self._cursor()
+        try:
+            cursor.execute(prepared.sql, prepared.arguments(params))
+            return cursor.rowcount
+        except self.engine.dialect.loaded_dbapi.Error as error:
+            if self.engine.dialect.is_disconnect(error, cursor.connection, cursor):
+                self._forget()
+            raise
+
     def _cursor(self):
         local = self.local
         if getattr(local, "generation", None) != self.generation:
@@ -100,7 +122,10 @@ class Reader:
             proxied.detach()
             connection = proxied.dbapi_connection
             self.engine.dialect.set_isolation_level(connection, "AUTOCOMMIT")
-            local.connection, local.cursor, local.generation = connection, connection.cursor(), self.generation
+            cursor = connection.cursor()
+            for sql in self.setup:
+                cursor.execute(sql)
+            local.connection, local.cursor, local.generation = connection, cursor, self.generation
             with self.lock:
                 self._close_dead_threads()
                 self.open[threading.get_ident()] = connection

@@ -6,6 +6,8 @@ from flask import Flask
 
 from forward_auth import VERIFY_METHODS
 from schemas import (
+    ActivitySessionListSchema,
+    ActivitySessionSchema,
     AdminSessionListSchema,
     ErrorSchema,
     HealthSchema,
@@ -45,7 +47,13 @@ def build_openapi(app: Flask) -> dict:
     spec = APISpec(title="zipline-sessions", version="1.0.0", openapi_version="3.0.3", plugins=[marshmallow],
                    info={"description": "The Zipline file host's login-session API."})
     marshmallow.map_to_openapi_type(Timestamp, "string", "date-time")
-    for name, schema in (("Session", SessionSchema), ("SessionList", SessionListSchema),
+    # SESSIONS_ACTIVITY_FIELDS=true: a Session carries lastSeenAt and ip; the admin list always does.
+    if app.config["ACTIVITY_FIELDS"]:
+        sessions = (("Session", ActivitySessionSchema), ("SessionList", ActivitySessionListSchema))
+    else:
+        sessions = (("Session", SessionSchema), ("SessionList", SessionListSchema),
+                    ("SessionWithActivity", ActivitySessionSchema))
+    for name, schema in (*sessions,
                          ("RevokeRequest", RevokeSchema), ("LoginRequest", LoginSchema),
                          ("LoginResponse", LoginResponseSchema), ("LogoutResponse", LogoutResponseSchema),
                          ("AdminSessionList", AdminSessionListSchema), ("Health", HealthSchema)):

@@ -65,6 +65,7 @@ def _access_log_to_file(path: str) -> dict:
 
 
 def main() -> int:
+    import events
     from app import create_app
     from database import db
     from settings import ConfigError
@@ -79,6 +80,7 @@ def main() -> int:
     # Workers are forked from this process (so they share the built app); Python 3.14 would
     # otherwise pick forkserver, and Granian then spawn, which rebuilds everything per worker.
     multiprocessing.set_start_method("fork", force=True)
+    events.start_in_workers(app)  # each worker delivers session events (SESSIONS_WEBHOOK_URL)
     server = build_server(app)
     server.serve(target_loader=lambda _target: app)
     return 0

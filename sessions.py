@@ -3,7 +3,9 @@
 from flask import current_app
 from werkzeug.exceptions import BadRequest, Unauthorized
 
+import activity
 import credentials
+import events
 import models
 from auth import INVALID_SESSION, Caller
 from database import write_transaction
@@ -30,10 +32,10 @@ def revoke(caller: Caller, body: dict) -> dict:
         if username is None or (caller.session_id is not None and not models.session_is_live(caller.session_id)):
             # Revoked by a concurrent request: a revoked session revokes nothing.
             raise Unauthorized(INVALID_SESSION)
-        revoked = revoke_locked(caller.user_id, target, keep=caller.session_id)
+        revoked = revoke_locked(caller.user_id, username, target, keep=caller.session_id, reason="user")
     security_event("sessions.revoked", user=username, userId=caller.user_id, bySession=caller.session_id,
                    revoked=revoked)
-    return session_list(caller, models.list_sessions(caller.user_id))
+    return session_list(caller, models.list_sessions(caller.user_id, caller.activity_fields))
 
 
 def revocation_target(body: dict, keep: str | None) -> str | None:
@@ -45,14 +47,18 @@ def revocation_target(body: dict, keep: str | None) -> str | None:
     return target
 
 
-def revoke_locked(user_id: int, target: str | None, keep: str | None) -> list[str]:
+def revoke_locked(user_id: int, username: str, target: str | None, keep: str | None, reason: str) -> list[str]:
     """Inside a write transaction holding the user's lock (models.lock_user): revoke the user's
-    session `target`, or all of them but `keep` when target is None; the revoked ids."""
+    session `target`, or all of them but `keep` when target is None; the revoked ids. Each one
+    is a session.revoked event for `reason` (events.REASONS)."""
     if target is None:
-        return models.revoke_other_sessions(user_id, keep=keep)
-    if models.revoke_session(user_id, target):
-        return [target]
-    raise BadRequest("Session not found in logged in sessions")
+        revoked = models.revoke_other_sessions(user_id, keep=keep)
+    else:
+        revoked = [models.revoke_session(user_id, target)]
+        if revoked[0] is None:
+            raise BadRequest("Session not found in logged in sessions")
+    events.record_many(events.REVOKED, user_id, username, revoked, reason=reason)
+    return [row.id for row in revoked]
 
 
 def log_in(username: str, password: str, user_agent: str | None) -> tuple[models.User, str]:
@@ -62,9 +68,12 @@ def log_in(username: str, password: str, user_agent: str | None) -> tuple[models
         security_event("login.failure", user=username)
         # One answer for an unknown user and a wrong password.
         raise Unauthorized("Invalid username or password")
+    seen = activity.current()
     with write_transaction():
-        opened = models.open_session(user.id, user_agent, current_app.config["TTL_SECONDS"])
-        purged = models.purge_expired(limit=PURGE_BATCH)
+        opened = models.open_session(user.id, user_agent, current_app.config["TTL_SECONDS"],
+                                     seen=seen.recorded, ip=seen.address())
+        events.record(events.CREATED, user.id, user.username, opened)
+        purged = len(purge_expired(PURGE_BATCH))
     security_event("login.success", user=user.username, userId=user.id, sessionId=opened.id,
                    client=opened.client, device=opened.device)
     if purged:
@@ -72,8 +81,18 @@ def log_in(username: str, password: str, user_agent: str | None) -> tuple[models
     return user, opened.token
 
 
+def purge_expired(limit: int | None) -> list:
+    """Inside a write transaction: delete expired sessions (at most `limit`), each a
+    session.expired event; the ended rows."""
+    purged = models.purge_expired(limit=limit)
+    events.record_expired(purged)
+    return purged
+
+
 def log_out(session) -> None:
     """End the session the cookie names."""
     with write_transaction():
-        models.end_session(session.id)
+        ended = models.end_session(session.id)
+        if ended is not None:
+            events.record(events.ENDED, ended.user_id, None, ended)
     security_event("logout", userId=session.user_id, sessionId=session.id)
