@@ -76,7 +76,7 @@ def record_expired(session_rows) -> None:
     if not session_rows or not enabled():
         return
     names = models.usernames(row.user_id for row in session_rows)
-    _insert([_event(EXPIRED, row.user_id, names.get(row.user_id), row) for row in session_rows])
+    _insert([_event(EXPIRED, row.user_id, names.get(row.user_id), row, None) for row in session_rows])
 
 
 def _event(event_type: str, user_id: int, username: str | None, row, reason: str | None) -> dict:
