@@ -25,7 +25,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 import credentials
 from database import db, read_rows
-from timestamps import WireTimestamp
+from timestamps import SecondsBound, WireTimestamp
 from useragent import MAX_UA_LENGTH, clean_ua, describe
 
 
@@ -171,7 +171,8 @@ def _stale(is_current):
     """The cookie's session is due an activity write: not seen since :stale_before (in SQL, so
     the rows need no per-row Python and the GET reads no datetime)."""
     return _flag(and_(is_current, or_(Session.c.last_seen_at.is_(None),
-                                     Session.c.last_seen_at < bindparam("stale_before")))).label("stale")
+                                     Session.c.last_seen_at < bindparam("stale_before", type_=SecondsBound())))
+                 ).label("stale")
 
 
 class ReadStatements(NamedTuple):
@@ -260,7 +261,8 @@ def _read_setup(activity, now: datetime) -> tuple[ReadStatements, dict]:
         return PLAIN, {"now": now}
     if activity.touch_every is None:
         return activity.statements, {"now": now}
-    return activity.statements, {"now": now, "stale_before": now - activity.touch_every}
+    # Whole seconds: the throttle needs no finer, and the parameter's conversion is then cached.
+    return activity.statements, {"now": now, "stale_before": now.replace(microsecond=0) - activity.touch_every}
 
 
 def identity_of(token: str | None, cookie: str | None, activity=None):
