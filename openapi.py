@@ -117,7 +117,8 @@ def _forward_auth_paths(spec: APISpec, caller: list, error: str) -> None:
                    "Cache-Control": {"description": "no-store", "required": True, **text}}}
     verify = {"summary": "Is this request logged in? (forward auth; any method but OPTIONS)",
               "description": "For nginx auth_request, Caddy forward_auth, Traefik forwardAuth: the same "
-                             "credentials as the sessions routes. Never reads a body, never writes.",
+                             "credentials as the sessions routes. Never reads a body; its one write is the "
+                             "cookie's session's last activity, at most once per SESSIONS_TOUCH_SECONDS.",
               "security": caller, "responses": {"200": allowed, **_errors(error, 401)}}
     spec.path("/api/auth/verify", operations={
         method.lower(): {**verify, "operationId": "verify" + ("" if method == "GET" else method.title())}
