@@ -17,6 +17,7 @@ from schemas import (
     token_reset_response_schema,
 )
 from security_log import security_event
+from sessions import revoke_locked
 
 account = Blueprint("account", __name__, url_prefix="/api")
 
@@ -105,7 +106,7 @@ def change_password(caller: Identity, password: str) -> dict:
         if username is None or not models.session_is_live(caller.session_id):
             raise Unauthorized(INVALID_SESSION)  # logged out or revoked meanwhile: changes nothing
         models.set_password_hash(caller.user_id, password_hash)
-        revoked = models.revoke_other_sessions(caller.user_id, keep=caller.session_id)
+        revoked = revoke_locked(caller.user_id, username, None, keep=caller.session_id, reason="password")
     security_event("password.changed", user=username, userId=caller.user_id, bySession=caller.session_id,
                    revoked=revoked)
     return {"id": caller.user_id, "username": username}
@@ -119,7 +120,7 @@ def set_password(user: models.User, password: str) -> list[str]:
     with write_transaction():
         models.lock_user(user.id)
         models.set_password_hash(user.id, password_hash)
-        revoked = models.revoke_other_sessions(user.id, keep=None)
+        revoked = revoke_locked(user.id, user.username, None, keep=None, reason="password")
     security_event("password.changed", user=user.username, userId=user.id, bySession=None, revoked=revoked,
                    address="cli")
     return revoked

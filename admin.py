@@ -56,7 +56,7 @@ def listing(caller: Identity, target: Target) -> dict:
     """{"user", "sessions"}: the target and all their live sessions, oldest first."""
     security_event("admin.sessions.listed", admin=caller.username, adminId=caller.user_id,
                    user=target.username, userId=target.id)
-    return {"user": target._asdict(), "sessions": models.list_sessions(target.id)}
+    return {"user": target._asdict(), "sessions": models.list_sessions(target.id, fields=True)}
 
 
 def revoke(caller: Identity, target: Target, body: dict) -> dict:
@@ -74,7 +74,7 @@ def revoke(caller: Identity, target: Target, body: dict) -> dict:
             raise Unauthorized(INVALID_SESSION)
         if not models.user_is_admin(caller.user_id):
             raise Forbidden(ADMIN_ONLY)
-        revoked = sessions.revoke_locked(target.id, session_id, keep=keep)
+        revoked = sessions.revoke_locked(target.id, target.username, session_id, keep=keep, reason="admin")
     security_event("admin.sessions.revoked", admin=caller.username, adminId=caller.user_id,
                    bySession=caller.session_id, user=target.username, userId=target.id, revoked=revoked)
-    return {"user": target._asdict(), "sessions": models.list_sessions(target.id)}
+    return {"user": target._asdict(), "sessions": models.list_sessions(target.id, fields=True)}

@@ -9,10 +9,12 @@ from werkzeug.routing import Rule as WerkzeugRule
 
 import cli
 import credentials
+import events
 import security_log
 import seed
 import sessions
 from account import account
+from activity import init_activity
 from admin import admin
 from auth import clear_session_cookie, logged_in_session, resolve_caller, session_cookie, set_session_cookie
 from cors import init_cors
@@ -69,14 +71,14 @@ def no_store(response):
 def list_user_sessions():
     """List the caller's current session and their other live sessions."""
     caller = resolve_caller()
-    return dump_session_list(sessions.session_list(caller))
+    return dump_session_list(sessions.session_list(caller), caller.activity_fields)
 
 
 @api.delete("/user/sessions")
 def delete_user_sessions():
     """Revoke one other session, or all others, and answer the updated list."""
     caller = resolve_caller()
-    return dump_session_list(sessions.revoke(caller, load_body(revoke_schema)))
+    return dump_session_list(sessions.revoke(caller, load_body(revoke_schema)), caller.activity_fields)
 
 
 @api.post("/auth/login")
@@ -104,11 +106,11 @@ def logout():
 @api.get("/health")
 def health():
     """200 when the database answers and its schema is current, and the login limit's storage
-    answers; 503 otherwise."""
+    answers; 503 otherwise. With a webhook, also how many events are owed and dead."""
     problem = schema_problem() or limit_storage_problem()
     if problem is not None:
         raise ServiceUnavailable(problem)
-    return health_schema.dump({"status": "ok"})
+    return health_schema.dump({"status": "ok", **({"events": events.counts()} if events.enabled() else {})})
 
 
 @api.get("/openapi.json")
@@ -135,6 +137,7 @@ def create_app(config: dict | None = None) -> Flask:
         configure_engine(db.engine)
         check_database_opens(db.engine)
         app.extensions["reader"] = Reader(db.engine)
+        init_activity(app)
         if app.config["AUTO_MIGRATE"]:
             migrate()
     if app.config["TRUSTED_PROXIES"]:

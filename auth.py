@@ -5,6 +5,8 @@ from dataclasses import dataclass
 from flask import after_this_request, current_app, request
 from werkzeug.exceptions import Unauthorized
 
+import activity
+import events
 import models
 from database import write_transaction
 
@@ -16,6 +18,7 @@ class Caller:
     user_id: int
     session_id: str | None  # the session the cookie names, when it is this user's
     sessions: list  # the user's live sessions when the caller was resolved, oldest first
+    activity_fields: bool = False  # the rows carry last activity to show (SESSIONS_ACTIVITY_FIELDS)
 
 
 def resolve_caller() -> Caller:
@@ -25,13 +28,17 @@ def resolve_caller() -> Caller:
     session is current only if it is that user's. Without a token the cookie decides.
     """
     token, cookie = presented_credentials()
-    rows = models.sessions_seen_by(token, cookie)
+    seen = activity.current()
+    rows = models.sessions_seen_by(token, cookie, seen)
     current = next((row for row in rows if row.is_current), None)
     if cookie is not None and current is None:
         current_session()  # the cookie named no live session of this user: purge it if expired
     if not rows:
         raise Unauthorized(INVALID_SESSION)
-    return Caller(rows[0].user_id, current.id if current else None, [row for row in rows if row.id is not None])
+    if current is not None and seen.touch_every is not None and current.stale:
+        seen.touch_later(current.id)
+    return Caller(rows[0].user_id, current.id if current else None, [row for row in rows if row.id is not None],
+                  seen.fields)
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,11 +51,15 @@ class Identity:
 
 def identify_caller() -> Identity:
     """Who is calling, by the sessions routes' rules, from one read and no session list
-    (verify runs on every file request); or 401 "Invalid login session". Never writes: an
-    expired cookie is refused, not purged."""
-    row = models.identity_of(*presented_credentials())
+    (verify runs on every file request); or 401 "Invalid login session". An expired cookie is
+    refused, not purged: the one write it may make is the cookie's session's activity, at most
+    once per SESSIONS_TOUCH_SECONDS, after the response."""
+    seen = activity.current()
+    row = models.identity_of(*presented_credentials(), seen)
     if row is None:
         raise Unauthorized(INVALID_SESSION)
+    if seen.touch_every is not None and row.stale:
+        seen.touch_later(row.session_id)
     return Identity(row.user_id, row.username, bool(row.is_admin), row.session_id)
 
 
@@ -62,7 +73,7 @@ def current_session():
         return None
     if session.expires_at <= models.utcnow():
         with write_transaction():
-            models.end_session(session.id)
+            events.record_expired([models.end_session(session.id)])
         return None
     return session
 

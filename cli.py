@@ -1,4 +1,5 @@
-"""Flask commands: seed, create-user, set-admin, set-password, list-sessions, revoke, purge-expired, db-upgrade, check."""
+"""Flask commands: seed, create-user, set-admin, set-password, list-sessions, revoke, purge-expired, events,
+db-upgrade, check."""
 
 import json
 
@@ -11,13 +12,18 @@ from werkzeug.exceptions import BadRequest
 import account
 import contract_check
 import credentials
+import events
 import models
 import seed
+import sessions
 from database import db, migrate, write_transaction
-from schemas import SessionSchema, storable_text_problem
+from schemas import ActivitySessionSchema, storable_text_problem
 from security_log import security_event
+from timestamps import format_timestamp
 
-session_schema = SessionSchema()
+session_schema = ActivitySessionSchema()
+# purge-expired deletes in transactions of this many sessions: none holds the write lock long.
+PURGE_CHUNK = 10_000
 
 
 class StorableText(click.ParamType):
@@ -49,7 +55,8 @@ SESSION_ID = StorableText(255)
 
 
 def register(app: Flask) -> None:
-    for command in (seed_command, create_user, set_admin, set_password, list_sessions, revoke, purge_expired, db_upgrade, check):
+    for command in (seed_command, create_user, set_admin, set_password, list_sessions, revoke, purge_expired,
+                    events_command, db_upgrade, check):
         app.cli.add_command(command)
 
 
@@ -127,13 +134,14 @@ def set_password(username, password):
 @click.argument("username", type=USERNAME)
 @click.option("--json", "as_json", is_flag=True, help="Print the sessions as a JSON array.")
 def list_sessions(username, as_json):
-    """List a user's live sessions, oldest first."""
-    rows = models.list_sessions(_user(username).id)
+    """List a user's live sessions, oldest first, with when and from where each was last used."""
+    rows = models.list_sessions(_user(username).id, fields=True)
     if as_json:
         click.echo(json.dumps(session_schema.dump(rows, many=True), ensure_ascii=False))
         return
     for row in session_schema.dump(rows, many=True):
-        click.echo("\t".join((row["id"], row["createdAt"], row["client"], row["device"], row["ua"])))
+        click.echo("\t".join((row["id"], row["createdAt"], row["lastSeenAt"] or "-", row["ip"] or "-",
+                              row["client"], row["device"], row["ua"])))
 
 
 @click.command("revoke")
@@ -146,13 +154,13 @@ def revoke(username, session_id, revoke_all):
     if bool(session_id) == revoke_all:
         raise click.UsageError("give either a SESSION_ID or --all")
     user = _user(username)
-    with write_transaction():
-        if revoke_all:
-            revoked = models.revoke_other_sessions(user.id, keep=None)
-        elif models.revoke_session(user.id, session_id):
-            revoked = [session_id]
-        else:
-            raise click.ClickException(f"{username!r} has no live session {session_id!r}")
+    try:
+        with write_transaction():
+            models.lock_user(user.id)
+            revoked = sessions.revoke_locked(user.id, user.username, None if revoke_all else session_id, keep=None,
+                                             reason="operator")
+    except BadRequest:
+        raise click.ClickException(f"{username!r} has no live session {session_id!r}") from None
     security_event("sessions.revoked", user=username, userId=user.id, bySession=None, revoked=revoked,
                    address="cli")
     click.echo(f"Revoked {len(revoked)} session(s) of {username!r}.")
@@ -162,10 +170,32 @@ def revoke(username, session_id, revoke_all):
 @with_appcontext
 def purge_expired():
     """Delete every expired session."""
-    with write_transaction():
-        count = models.purge_expired()
+    count = 0
+    while True:
+        with write_transaction():
+            purged = len(sessions.purge_expired(PURGE_CHUNK))
+        count += purged
+        if purged < PURGE_CHUNK:
+            break
     security_event("sessions.purged", count=count, address="cli")
     click.echo(f"Purged {count} expired session(s).")
+
+
+@click.command("events")
+@with_appcontext
+@click.option("--failed", is_flag=True, help="List the events given up on (dead), oldest first.")
+@click.option("--retry", is_flag=True, help="Requeue every dead event for delivery now.")
+def events_command(failed, retry):
+    """Webhook events: how many are owed and dead; --failed lists the dead, --retry requeues them."""
+    if failed:
+        for event in events.dead_events():
+            click.echo("\t".join((event.event_id, event.type, str(event.user_id), format_timestamp(event.created_at),
+                                  f"{event.attempts} attempts", event.last_error or "")))
+    if retry:
+        click.echo(f"Requeued {events.retry_dead()} dead event(s).")
+    if not failed and not retry:
+        counts = events.counts()
+        click.echo(f"{counts['pending']} pending, {counts['dead']} dead.")
 
 
 @click.command("db-upgrade")

@@ -29,6 +29,14 @@ MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
 # A write that must wait for another writer waits this long before failing.
 SQLITE_BUSY_TIMEOUT_MS = 10_000
+# Activity writes (activity.py) on their own connections: not worth a disk flush each (a power
+# cut may lose the last few; never a revocation, which commits on the FULL connections), and
+# not worth waiting for a busy database (skipped after this long; the next use tries again).
+ACTIVITY_WAIT_MS = 50
+ACTIVITY_CONNECTION_SETUP = {
+    "sqlite": ("PRAGMA synchronous=NORMAL", f"PRAGMA busy_timeout={ACTIVITY_WAIT_MS}"),
+    "postgresql": ("SET synchronous_commit TO off", f"SET lock_timeout = {ACTIVITY_WAIT_MS}"),
+}
 
 
 def configure_engine(engine: Engine) -> None:
@@ -101,25 +109,35 @@ def read_rows(statement, params: dict) -> list:
 
 
 class Reader:
-    """The request path's reads: a stack of idle autocommit DBAPI connections, no pool.
+    """The request path's statements: a stack of idle autocommit DBAPI connections, no pool.
 
     Each read is one statement, consistent on its own, and in autocommit it sees every commit
-    made before it: a revocation is seen by the next request on every worker. A read takes an
-    idle connection (or opens one), runs the statement and puts the connection back, which
-    skips the pool's hand-out and its rollback on return (a round trip on PostgreSQL) and
-    SQLAlchemy's per-execute work (README, "Benchmark"). There are never more connections
-    than reads at once. The SQL is compiled by SQLAlchemy once per statement and dialect, with
-    its types' own conversions. Engine.dispose() closes these connections too.
+    made before it: a revocation is seen by the next request on every worker. A statement takes
+    an idle connection (or opens one), runs and puts the connection back, which skips the pool's
+    hand-out and its rollback on return (a round trip on PostgreSQL) and SQLAlchemy's
+    per-execute work (README, "Benchmark"). There are never more connections than statements
+    at once. The SQL is compiled by SQLAlchemy once per statement and dialect, with its types'
+    own conversions. Engine.dispose() closes these connections too.
     """
 
-    def __init__(self, engine: Engine):
+    def __init__(self, engine: Engine, setup: dict | None = None):
         self.engine = engine
+        # Statements each new connection runs first, by dialect (ACTIVITY_CONNECTION_SETUP).
+        self.setup = (setup or {}).get(engine.dialect.name, ())
         self.idle: list = []  # (connection, cursor); list.pop and list.append are atomic
         self.generation = 0  # bumped by dispose: connections out at the time are closed on return
         event.listen(engine, "engine_disposed", self.close_all)
 
     def rows(self, statement, params: dict) -> list:
+        """Run one prebuilt SELECT; its rows."""
         prepared = _prepared(statement, self.engine.dialect)
+        return prepared.rows(self._run(prepared, params, lambda cursor: cursor.fetchall()))
+
+    def execute(self, statement, params: dict) -> int:
+        """Run one prebuilt write as its own transaction (autocommit); the rows it changed."""
+        return self._run(_prepared(statement, self.engine.dialect), params, lambda cursor: cursor.rowcount)
+
+    def _run(self, prepared, params: dict, collect):
         arguments = prepared.arguments(params)
         for attempt in (1, 2):
             generation = self.generation
@@ -129,7 +147,7 @@ class Reader:
                 connection, cursor = self._connect()
             try:
                 cursor.execute(prepared.sql, arguments)
-                raws = cursor.fetchall()
+                result = collect(cursor)
             except self.engine.dialect.loaded_dbapi.Error as error:
                 disconnected = self.engine.dialect.is_disconnect(error, connection, cursor)
                 _close_quietly(connection)
@@ -140,7 +158,7 @@ class Reader:
                 self.idle.append((connection, cursor))
             else:
                 _close_quietly(connection)
-            return prepared.rows(raws)
+            return result
         raise AssertionError("unreachable")
 
     def _connect(self) -> tuple:
@@ -148,7 +166,10 @@ class Reader:
         proxied.detach()
         connection = proxied.dbapi_connection
         self.engine.dialect.set_isolation_level(connection, "AUTOCOMMIT")
-        return connection, connection.cursor()
+        cursor = connection.cursor()
+        for sql in self.setup:
+            cursor.execute(sql)
+        return connection, cursor
 
     def close_all(self, _engine=None) -> None:
         self.generation += 1

@@ -1,6 +1,7 @@
 """The users and sessions tables, and the queries the routes and commands need."""
 
 from datetime import UTC, datetime, timedelta
+from functools import cache
 from typing import NamedTuple
 
 from sqlalchemy import (
@@ -8,11 +9,13 @@ from sqlalchemy import (
     Index,
     Integer,
     String,
+    Text,
     and_,
     bindparam,
     case,
     delete,
     false,
+    or_,
     select,
     type_coerce,
     update,
@@ -22,7 +25,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 import credentials
 from database import db, read_rows
-from timestamps import WireTimestamp
+from timestamps import SecondsBound, WireTimestamp
 from useragent import MAX_UA_LENGTH, clean_ua, describe
 
 # Where "now" comes from when it is not the real clock: set by test_control.py when an app with
@@ -67,6 +70,33 @@ class LoginSession(db.Model):
     ua: Mapped[str] = mapped_column(String(MAX_UA_LENGTH), default="")
     client: Mapped[str] = mapped_column(String(255))
     device: Mapped[str] = mapped_column(String(16))
+    # Last activity (activity.py): when the session was last used, and from where; None until
+    # its first use after the migration, or when activity is not recorded.
+    last_seen_at: Mapped[datetime | None]
+    ip: Mapped[str | None] = mapped_column(String(45))
+
+
+class SessionEvent(db.Model):
+    """The webhook outbox (events.py): one session event, until its receiver has taken it."""
+
+    __tablename__ = "session_events"
+    __table_args__ = (
+        Index("ix_session_events_due", "dead_at", "next_attempt_at"),  # what is due
+        Index("ix_session_events_user_id_id", "user_id", "id"),  # a user's earlier events
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)  # the order events happened in
+    event_id: Mapped[str] = mapped_column(String(36), unique=True)  # the receiver's dedup key
+    type: Mapped[str] = mapped_column(String(32))
+    user_id: Mapped[int]  # no foreign key: an event outlives its user
+    payload: Mapped[str] = mapped_column(Text)  # the JSON body, as delivered
+    created_at: Mapped[datetime]
+    queued_at: Mapped[datetime]  # created, or requeued by `events --retry`: its age counts from here
+    attempts: Mapped[int]
+    next_attempt_at: Mapped[datetime]
+    lease_until: Mapped[datetime | None]  # a worker is delivering it until then
+    dead_at: Mapped[datetime | None]  # given up after SESSIONS_WEBHOOK_MAX_AGE
+    last_error: Mapped[str | None] = mapped_column(String(255))
 
 
 class LoginAttempt(db.Model):
@@ -124,6 +154,10 @@ Session = LoginSession.__table__
 # wire text (timestamps.py).
 PUBLIC_COLUMNS = (Session.c.id, type_coerce(Session.c.created_at, WireTimestamp()).label("created_at"),
                   Session.c.ua, Session.c.client, Session.c.device)
+# Last activity, shown with SESSIONS_ACTIVITY_FIELDS (and in the admin list, the CLI, events).
+ACTIVITY_COLUMNS = (type_coerce(Session.c.last_seen_at, WireTimestamp()).label("last_seen_at"), Session.c.ip)
+# A session as it ends (for its event): its user and everything public about it.
+ENDED_COLUMNS = (Session.c.user_id, *PUBLIC_COLUMNS, *ACTIVITY_COLUMNS)
 
 
 def create_user(username: str, password_hash: str | None, is_admin: bool = False) -> tuple[User, str]:
@@ -174,79 +208,124 @@ def user_is_admin(user_id: int) -> bool:
 
 
 # The request path's statements, built once: building a statement per request costs more
-# than running it. Each is indexed lookups only (see tests/test_query_plans.py).
+# than running it. Each is indexed lookups only (see tests/test_query_plans.py). There is one
+# set per activity configuration (read_statements): with activity off they are the plain ones.
 _ME = Session.alias("me")
-# Token (and maybe cookie): the user and all their live sessions, the cookie's one marked.
-# The outer join keeps one row for a user who has no session.
-_SEEN_WITH_TOKEN = (
-    select(User.id.label("user_id"), *PUBLIC_COLUMNS,
-           _flag(Session.c.token_hash == bindparam("cookie_hash")).label("is_current"))
-    .select_from(User.__table__.outerjoin(
-        Session, and_(Session.c.user_id == User.id, Session.c.expires_at > bindparam("now"))))
-    .where(User.api_token_hash == bindparam("token_hash"))
-    .order_by(Session.c.created_at, Session.c.id)
-)
-# Cookie alone: its live session's user, and all that user's live sessions.
-_SEEN_WITH_COOKIE = (
-    select(_ME.c.user_id, *PUBLIC_COLUMNS, _flag(Session.c.id == _ME.c.id).label("is_current"))
-    .select_from(_ME.join(
-        Session, and_(Session.c.user_id == _ME.c.user_id, Session.c.expires_at > bindparam("now"))))
-    .where(_ME.c.token_hash == bindparam("cookie_hash"), _ME.c.expires_at > bindparam("now"))
-    .order_by(Session.c.created_at, Session.c.id)
-)
+
+
+def _stale(is_current):
+    """The cookie's session is due an activity write: not seen since :stale_before (in SQL, so
+    the rows need no per-row Python and the GET reads no datetime)."""
+    return _flag(and_(is_current, or_(Session.c.last_seen_at.is_(None),
+                                     Session.c.last_seen_at < bindparam("stale_before", type_=SecondsBound())))
+                 ).label("stale")
+
+
+class ReadStatements(NamedTuple):
+    seen_with_token: object
+    seen_with_cookie: object
+    identity_by_token: object
+    identity_by_cookie: object
+    live_sessions: object
+
+
+@cache
+def read_statements(touch: bool, fields: bool) -> ReadStatements:
+    """The request path's statements; `touch`: also a `stale` flag on the cookie's session;
+    `fields`: also its last activity columns (ACTIVITY_COLUMNS)."""
+    shown = (*PUBLIC_COLUMNS, *ACTIVITY_COLUMNS) if fields else PUBLIC_COLUMNS
+    # Token (and maybe cookie): the user and all their live sessions, the cookie's one marked.
+    # The outer join keeps one row for a user who has no session.
+    by_token = Session.c.token_hash == bindparam("cookie_hash")
+    seen_with_token = (
+        select(User.id.label("user_id"), *shown, _flag(by_token).label("is_current"),
+               *((_stale(by_token),) if touch else ()))
+        .select_from(User.__table__.outerjoin(
+            Session, and_(Session.c.user_id == User.id, Session.c.expires_at > bindparam("now"))))
+        .where(User.api_token_hash == bindparam("token_hash"))
+        .order_by(Session.c.created_at, Session.c.id)
+    )
+    # Cookie alone: its live session's user, and all that user's live sessions.
+    mine = Session.c.id == _ME.c.id
+    seen_with_cookie = (
+        select(_ME.c.user_id, *shown, _flag(mine).label("is_current"), *((_stale(mine),) if touch else ()))
+        .select_from(_ME.join(
+            Session, and_(Session.c.user_id == _ME.c.user_id, Session.c.expires_at > bindparam("now"))))
+        .where(_ME.c.token_hash == bindparam("cookie_hash"), _ME.c.expires_at > bindparam("now"))
+        .order_by(Session.c.created_at, Session.c.id)
+    )
+    # Verify: the user a token or a live session's cookie names, in one row and no session list.
+    # With a token, the cookie's session is joined only when it is that user's and live.
+    identity = (User.id.label("user_id"), User.username, User.is_admin, Session.c.id.label("session_id"),
+                *((_stale(Session.c.id.is_not(None)),) if touch else ()))
+    identity_by_token = (
+        select(*identity)
+        .select_from(User.__table__.outerjoin(Session, and_(
+            Session.c.token_hash == bindparam("cookie_hash"), Session.c.user_id == User.id,
+            Session.c.expires_at > bindparam("now"))))
+        .where(User.api_token_hash == bindparam("token_hash"))
+    )
+    identity_by_cookie = (
+        select(*identity)
+        .select_from(Session.join(User.__table__, User.id == Session.c.user_id))
+        .where(Session.c.token_hash == bindparam("cookie_hash"), Session.c.expires_at > bindparam("now"))
+    )
+    live_sessions = (
+        select(*shown)
+        .where(Session.c.user_id == bindparam("user_id"), Session.c.expires_at > bindparam("now"))
+        .order_by(Session.c.created_at, Session.c.id)
+    )
+    return ReadStatements(seen_with_token, seen_with_cookie, identity_by_token, identity_by_cookie, live_sessions)
+
+
+PLAIN = read_statements(touch=False, fields=False)
 _SESSION_BY_TOKEN = select(Session.c.id, Session.c.user_id, Session.c.expires_at).where(
     Session.c.token_hash == bindparam("token_hash")
 )
-# Verify: the user a token or a live session's cookie names, in one row and no session list.
-# With a token, the cookie's session is joined only when it is that user's and live.
-_IDENTITY_COLUMNS = (User.id.label("user_id"), User.username, User.is_admin, Session.c.id.label("session_id"))
-_IDENTITY_BY_TOKEN = (
-    select(*_IDENTITY_COLUMNS)
-    .select_from(User.__table__.outerjoin(Session, and_(
-        Session.c.token_hash == bindparam("cookie_hash"), Session.c.user_id == User.id,
-        Session.c.expires_at > bindparam("now"))))
-    .where(User.api_token_hash == bindparam("token_hash"))
-)
-_IDENTITY_BY_COOKIE = (
-    select(*_IDENTITY_COLUMNS)
-    .select_from(Session.join(User.__table__, User.id == Session.c.user_id))
-    .where(Session.c.token_hash == bindparam("cookie_hash"), Session.c.expires_at > bindparam("now"))
-)
-_LIVE_SESSIONS = (
-    select(*PUBLIC_COLUMNS)
-    .where(Session.c.user_id == bindparam("user_id"), Session.c.expires_at > bindparam("now"))
-    .order_by(Session.c.created_at, Session.c.id)
-)
 
 
-def sessions_seen_by(token: str | None, cookie: str | None) -> list:
-    """One query for a sessions request: rows (user_id, session columns, is_current).
+def sessions_seen_by(token: str | None, cookie: str | None, activity=None) -> list:
+    """One query for a sessions request: rows (user_id, session columns, is_current[, stale]).
 
     With a token: the token's user and their live sessions (one row with id None when they
     have none), is_current on the one the cookie names. Without: the user of the cookie's
-    live session and their live sessions. No row: neither names anyone.
+    live session and their live sessions. No row: neither names anyone. `activity`
+    (activity.Activity) picks the statements and gives :stale_before.
     """
     now = utcnow()
+    statements, params = _read_setup(activity, now)
     if token is not None:
         cookie_hash = credentials.hash_token(cookie) if cookie else None
-        params = {"token_hash": credentials.hash_token(token), "cookie_hash": cookie_hash, "now": now}
-        return read_rows(_SEEN_WITH_TOKEN, params)
-    return read_rows(_SEEN_WITH_COOKIE, {"cookie_hash": credentials.hash_token(cookie), "now": now})
+        params.update(token_hash=credentials.hash_token(token), cookie_hash=cookie_hash)
+        return read_rows(statements.seen_with_token, params)
+    params["cookie_hash"] = credentials.hash_token(cookie)
+    return read_rows(statements.seen_with_cookie, params)
 
 
-def identity_of(token: str | None, cookie: str | None):
-    """One row (user_id, username, is_admin, session_id) for verify, or None: neither names anyone.
+def _read_setup(activity, now: datetime) -> tuple[ReadStatements, dict]:
+    if activity is None:
+        return PLAIN, {"now": now}
+    if activity.touch_every is None:
+        return activity.statements, {"now": now}
+    # Whole seconds: the throttle needs no finer, and the parameter's conversion is then cached.
+    return activity.statements, {"now": now, "stale_before": now.replace(microsecond=0) - activity.touch_every}
+
+
+def identity_of(token: str | None, cookie: str | None, activity=None):
+    """One row (user_id, username, is_admin, session_id[, stale]) for verify, or None: neither
+    names anyone.
 
     A token names the user, and session_id is the cookie's session only when it is that user's
     live one. Without a token, the cookie's live session names both. Reads only.
     """
-    now = utcnow()
+    statements, params = _read_setup(activity, utcnow())
     if token is not None:
         cookie_hash = credentials.hash_token(cookie) if cookie else None
-        params = {"token_hash": credentials.hash_token(token), "cookie_hash": cookie_hash, "now": now}
-        rows = read_rows(_IDENTITY_BY_TOKEN, params)
+        params.update(token_hash=credentials.hash_token(token), cookie_hash=cookie_hash)
+        rows = read_rows(statements.identity_by_token, params)
     else:
-        rows = read_rows(_IDENTITY_BY_COOKIE, {"cookie_hash": credentials.hash_token(cookie), "now": now})
+        params["cookie_hash"] = credentials.hash_token(cookie)
+        rows = read_rows(statements.identity_by_cookie, params)
     return rows[0] if rows else None
 
 
@@ -256,9 +335,10 @@ def find_session_by_token(token: str):
     return rows[0] if rows else None
 
 
-def list_sessions(user_id: int) -> list:
-    """A user's live sessions, oldest first (ties by id), as public rows."""
-    return read_rows(_LIVE_SESSIONS, {"user_id": user_id, "now": utcnow()})
+def list_sessions(user_id: int, fields: bool = False) -> list:
+    """A user's live sessions, oldest first (ties by id), as public rows (`fields`: with their
+    last activity)."""
+    return read_rows(read_statements(False, fields).live_sessions, {"user_id": user_id, "now": utcnow()})
 
 
 class OpenedSession(NamedTuple):
@@ -266,19 +346,27 @@ class OpenedSession(NamedTuple):
     token: str  # for the cookie; only its hash is stored
     client: str
     device: str
+    # The rest of the new row, for its session.created event.
+    user_id: int = 0
+    created_at: datetime | None = None
+    ua: str = ""
+    last_seen_at: datetime | None = None
+    ip: str | None = None
 
 
-def open_session(user_id: int, user_agent: str | None, ttl_seconds: int) -> OpenedSession:
-    """Insert a session for a login."""
+def open_session(user_id: int, user_agent: str | None, ttl_seconds: int, seen: bool = False,
+                 ip: str | None = None) -> OpenedSession:
+    """Insert a session for a login; `seen`: the login is its first use, from `ip`."""
     ua = clean_ua(user_agent)
     client, device = describe(ua)
-    opened = OpenedSession(credentials.new_session_id(), credentials.new_token(), client, device)
     now = utcnow()
+    opened = OpenedSession(credentials.new_session_id(), credentials.new_token(), client, device, user_id, now, ua,
+                           now if seen else None, ip if seen else None)
     db.session.execute(
         Session.insert().values(
             id=opened.id, token_hash=credentials.hash_token(opened.token), user_id=user_id,
             created_at=now, expires_at=now + timedelta(seconds=ttl_seconds),
-            ua=ua, client=client, device=device,
+            ua=ua, client=client, device=device, last_seen_at=opened.last_seen_at, ip=opened.ip,
         )
     )
     return opened
@@ -308,17 +396,17 @@ def set_password_hash(user_id: int, password_hash: str) -> None:
     db.session.execute(update(User).where(User.id == user_id).values(password_hash=password_hash))
 
 
-def end_oldest_sessions(user_id: int, keep: str, limit: int) -> list[str]:
+def end_oldest_sessions(user_id: int, keep: str, limit: int) -> list:
     """Inside a write transaction: delete the user's oldest live sessions so that `limit` remain,
-    `keep` (the one just opened) always among them; their ids."""
+    `keep` (the one just opened) always among them; the ended rows, oldest first."""
     beyond = (
         select(Session.c.id)
         .where(Session.c.user_id == user_id, Session.c.expires_at > utcnow(), Session.c.id != keep)
         .order_by(Session.c.created_at.desc(), Session.c.id.desc())
         .offset(limit - 1)
     )
-    statement = delete(Session).where(Session.c.id.in_(beyond.scalar_subquery())).returning(Session.c.id)
-    return sorted(db.session.execute(statement).scalars())
+    statement = delete(Session).where(Session.c.id.in_(beyond.scalar_subquery())).returning(*ENDED_COLUMNS)
+    return sorted(db.session.execute(statement).all(), key=lambda row: (row.created_at, row.id))
 
 
 def replace_password_hash(user_id: int, old_hash: str, new_hash: str) -> bool:
@@ -333,45 +421,53 @@ def session_is_live(session_id: str) -> bool:
     return db.session.execute(query).first() is not None
 
 
-def revoke_session(user_id: int, session_id: str) -> bool:
-    """Delete one of the user's live sessions; False if there is no such session."""
-    result = db.session.execute(
+# The functions that end sessions answer the ended rows (ENDED_COLUMNS): their events need them.
+
+def revoke_session(user_id: int, session_id: str):
+    """Delete one of the user's live sessions; the ended row, or None if there is no such session."""
+    return db.session.execute(
         delete(Session).where(
             Session.c.id == session_id, Session.c.user_id == user_id, Session.c.expires_at > utcnow()
-        )
-    )
-    return result.rowcount == 1
+        ).returning(*ENDED_COLUMNS)
+    ).first()
 
 
-def revoke_other_sessions(user_id: int, keep: str | None) -> list[str]:
-    """Delete every session of the user but `keep` (all when None), in one statement; their ids."""
+def revoke_other_sessions(user_id: int, keep: str | None) -> list:
+    """Delete every session of the user but `keep` (all when None), in one statement; the ended rows."""
     condition = Session.c.user_id == user_id
     if keep is not None:
         condition &= Session.c.id != keep
-    return list(db.session.execute(delete(Session).where(condition).returning(Session.c.id)).scalars())
+    return db.session.execute(delete(Session).where(condition).returning(*ENDED_COLUMNS)).all()
 
 
-def end_user_session_by_token(user_id: int, token: str) -> str | None:
-    """Delete the live session `token` names if it is `user_id`'s; its id, or None (not theirs, or none)."""
+def end_user_session_by_token(user_id: int, token: str):
+    """Delete the live session `token` names if it is `user_id`'s; the ended row, or None."""
     query = (delete(Session)
              .where(Session.c.token_hash == credentials.hash_token(token), Session.c.user_id == user_id,
                     Session.c.expires_at > utcnow())
-             .returning(Session.c.id))
-    return db.session.execute(query).scalar_one_or_none()
+             .returning(*ENDED_COLUMNS))
+    return db.session.execute(query).first()
 
 
-def end_session(session_id: str) -> bool:
-    """Delete one session by id (log out, or an expired one met on the way)."""
-    return db.session.execute(delete(Session).where(Session.c.id == session_id)).rowcount == 1
+def end_session(session_id: str):
+    """Delete one session by id (log out, or an expired one met on the way); the ended row or None."""
+    return db.session.execute(delete(Session).where(Session.c.id == session_id).returning(*ENDED_COLUMNS)).first()
 
 
-def purge_expired(limit: int | None = None) -> int:
-    """Delete expired sessions (at most `limit`, oldest expiry first); returns how many."""
+def purge_expired(limit: int | None = None) -> list:
+    """Delete expired sessions (at most `limit`, oldest expiry first); the ended rows."""
     expired = Session.c.expires_at <= utcnow()
     if limit is not None:
         oldest = select(Session.c.id).where(expired).order_by(Session.c.expires_at).limit(limit)
         expired = Session.c.id.in_(oldest.scalar_subquery())
-    return db.session.execute(delete(Session).where(expired)).rowcount
+    return db.session.execute(delete(Session).where(expired).returning(*ENDED_COLUMNS)).all()
+
+
+def usernames(user_ids) -> dict[int, str]:
+    """{user id: username} for these users (those that still exist)."""
+    if not user_ids:
+        return {}
+    return dict(db.session.execute(select(User.id, User.username).where(User.id.in_(set(user_ids)))).all())
 
 
 _ATTEMPTS = LoginAttempt.__table__

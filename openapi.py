@@ -7,6 +7,8 @@ from flask import Flask
 from forward_auth import VERIFY_METHODS
 from schemas import (
     ZIPLINE_PROFILE_FIELDS,
+    ActivitySessionListSchema,
+    ActivitySessionSchema,
     AdminSessionListSchema,
     ErrorSchema,
     HealthSchema,
@@ -48,7 +50,13 @@ def build_openapi(app: Flask) -> dict:
     spec = APISpec(title="zipline-sessions", version="1.0.0", openapi_version="3.0.3", plugins=[marshmallow],
                    info={"description": "The Zipline file host's login-session API."})
     marshmallow.map_to_openapi_type(Timestamp, "string", "date-time")
-    for name, schema in (("Session", SessionSchema), ("SessionList", SessionListSchema),
+    # SESSIONS_ACTIVITY_FIELDS=true: a Session carries lastSeenAt and ip; the admin list always does.
+    if app.config["ACTIVITY_FIELDS"]:
+        sessions = (("Session", ActivitySessionSchema), ("SessionList", ActivitySessionListSchema))
+    else:
+        sessions = (("Session", SessionSchema), ("SessionList", SessionListSchema),
+                    ("SessionWithActivity", ActivitySessionSchema))
+    for name, schema in (*sessions,
                          ("RevokeRequest", RevokeSchema), ("LoginRequest", LoginSchema),
                          ("LoginResponse", LoginResponseSchema), ("LogoutResponse", LogoutResponseSchema),
                          ("AdminSessionList", AdminSessionListSchema), ("Health", HealthSchema),
@@ -118,7 +126,8 @@ def _forward_auth_paths(spec: APISpec, caller: list, error: str) -> None:
                    "Cache-Control": {"description": "no-store", "required": True, **text}}}
     verify = {"summary": "Is this request logged in? (forward auth; any method but OPTIONS)",
               "description": "For nginx auth_request, Caddy forward_auth, Traefik forwardAuth: the same "
-                             "credentials as the sessions routes. Never reads a body, never writes.",
+                             "credentials as the sessions routes. Never reads a body; its one write is the "
+                             "cookie's session's last activity, at most once per SESSIONS_TOUCH_SECONDS.",
               "security": caller, "responses": {"200": allowed, **_errors(error, 401)}}
     spec.path("/api/auth/verify", operations={
         method.lower(): {**verify, "operationId": "verify" + ("" if method == "GET" else method.title())}

@@ -56,9 +56,26 @@ class SessionSchema(Schema):
     device = fields.String(required=True, validate=validate.OneOf(DEVICES))
 
 
+class ActivitySessionSchema(SessionSchema):
+    """A Session with its last activity after the contract's five fields
+    (SESSIONS_ACTIVITY_FIELDS=true; always in the admin list and the CLI)."""
+
+    lastSeenAt = Timestamp(attribute="last_seen_at", required=True, allow_none=True,
+                           metadata={"description": "When the session was last used (null: not since "
+                                                    "activity was recorded)"})
+    ip = fields.String(required=True, allow_none=True,
+                       metadata={"description": "The client address of its last use, as SESSIONS_IP_MODE "
+                                                "keeps it (null: not kept)"})
+
+
 class SessionListSchema(Schema):
     current = fields.Nested(SessionSchema, allow_none=True, required=True)
     other = fields.List(fields.Nested(SessionSchema), required=True)
+
+
+class ActivitySessionListSchema(Schema):
+    current = fields.Nested(ActivitySessionSchema, allow_none=True, required=True)
+    other = fields.List(fields.Nested(ActivitySessionSchema), required=True)
 
 
 class RevokeSchema(RequestSchema):
@@ -112,7 +129,7 @@ class AdminSessionListSchema(Schema):
     """/api/admin/users/<username>/sessions: the user and all their live sessions, oldest first."""
 
     user = fields.Nested(UserSchema, required=True)
-    sessions = fields.List(fields.Nested(SessionSchema), required=True)
+    sessions = fields.List(fields.Nested(ActivitySessionSchema), required=True)
 
 
 class LoginResponseSchema(Schema):
@@ -130,8 +147,14 @@ class LogoutResponseSchema(Schema):
     loggedOut = fields.Boolean(required=True)
 
 
+class EventCountsSchema(Schema):
+    pending = fields.Integer(required=True, metadata={"description": "Events not yet taken by the receiver"})
+    dead = fields.Integer(required=True, metadata={"description": "Events given up on after SESSIONS_WEBHOOK_MAX_AGE"})
+
+
 class HealthSchema(Schema):
     status = fields.String(required=True)
+    events = fields.Nested(EventCountsSchema, metadata={"description": "Only when SESSIONS_WEBHOOK_URL is set"})
 
 
 class ErrorSchema(Schema):
@@ -149,25 +172,33 @@ class ZiplineErrorSchema(Schema):
 
 
 session_list_schema = SessionListSchema()
+activity_session_list_schema = ActivitySessionListSchema()
 
 
-def dump_session_list(listing: dict) -> dict:
-    """session_list_schema.dump(listing), written out for the request path.
+def dump_session_list(listing: dict, activity_fields: bool = False) -> dict:
+    """session_list_schema.dump(listing) (activity_session_list_schema's with `activity_fields`),
+    written out for the request path.
 
     marshmallow's generic dump costs more than the rest of a GET together; this gives the
     same body (tests/test_schemas.py holds the two equal), and the schema stays the
     definition of the wire format.
     """
+    dump = _dump_activity_session if activity_fields else _dump_session
     current = listing["current"]
     return {
-        "current": None if current is None else _dump_session(current),
-        "other": [_dump_session(row) for row in listing["other"]],
+        "current": None if current is None else dump(current),
+        "other": [dump(row) for row in listing["other"]],
     }
 
 
 def _dump_session(row) -> dict:
     return {"id": row.id, "createdAt": row.created_at, "ua": row.ua,
             "client": row.client, "device": row.device}
+
+
+def _dump_activity_session(row) -> dict:
+    return {"id": row.id, "createdAt": row.created_at, "ua": row.ua, "client": row.client,
+            "device": row.device, "lastSeenAt": row.last_seen_at, "ip": row.ip}
 revoke_schema = RevokeSchema()
 admin_session_list_schema = AdminSessionListSchema()
 login_schema = LoginSchema()

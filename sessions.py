@@ -3,7 +3,9 @@
 from flask import current_app
 from werkzeug.exceptions import BadRequest, Unauthorized
 
+import activity
 import credentials
+import events
 import models
 from auth import INVALID_SESSION, Caller
 from database import write_transaction
@@ -30,10 +32,10 @@ def revoke(caller: Caller, body: dict) -> dict:
         if username is None or (caller.session_id is not None and not models.session_is_live(caller.session_id)):
             # Revoked by a concurrent request: a revoked session revokes nothing.
             raise Unauthorized(INVALID_SESSION)
-        revoked = revoke_locked(caller.user_id, target, keep=caller.session_id)
+        revoked = revoke_locked(caller.user_id, username, target, keep=caller.session_id, reason="user")
     security_event("sessions.revoked", user=username, userId=caller.user_id, bySession=caller.session_id,
                    revoked=revoked)
-    return session_list(caller, models.list_sessions(caller.user_id))
+    return session_list(caller, models.list_sessions(caller.user_id, caller.activity_fields))
 
 
 def revocation_target(body: dict, keep: str | None) -> str | None:
@@ -45,14 +47,18 @@ def revocation_target(body: dict, keep: str | None) -> str | None:
     return target
 
 
-def revoke_locked(user_id: int, target: str | None, keep: str | None) -> list[str]:
+def revoke_locked(user_id: int, username: str, target: str | None, keep: str | None, reason: str) -> list[str]:
     """Inside a write transaction holding the user's lock (models.lock_user): revoke the user's
-    session `target`, or all of them but `keep` when target is None; the revoked ids."""
+    session `target`, or all of them but `keep` when target is None; the revoked ids. Each one
+    is a session.revoked event for `reason` (events.REASONS)."""
     if target is None:
-        return models.revoke_other_sessions(user_id, keep=keep)
-    if models.revoke_session(user_id, target):
-        return [target]
-    raise BadRequest("Session not found in logged in sessions")
+        revoked = models.revoke_other_sessions(user_id, keep=keep)
+    else:
+        revoked = [models.revoke_session(user_id, target)]
+        if revoked[0] is None:
+            raise BadRequest("Session not found in logged in sessions")
+    events.record_many(events.REVOKED, user_id, username, revoked, reason=reason)
+    return [row.id for row in revoked]
 
 
 def log_in(username: str, password: str, user_agent: str | None,
@@ -71,20 +77,25 @@ def log_in(username: str, password: str, user_agent: str | None,
     # Hashed before the transaction: the write lock is not held while a hash runs.
     new_hash = credentials.hash_password(password) if credentials.needs_rehash(stored_hash) else None
     config = current_app.config
+    seen = activity.current()
     with write_transaction():
         models.lock_user(user.id)  # PostgreSQL: this user's logins count and cap one at a time
         replaced = models.end_user_session_by_token(user.id, presented) if presented else None
-        opened = models.open_session(user.id, user_agent, config["TTL_SECONDS"])
+        events.record(events.REVOKED, user.id, user.username, replaced, reason="login")
+        opened = models.open_session(user.id, user_agent, config["TTL_SECONDS"],
+                                     seen=seen.recorded, ip=seen.address())
+        events.record(events.CREATED, user.id, user.username, opened)
         ended = models.end_oldest_sessions(user.id, keep=opened.id, limit=config["MAX_PER_USER"])
+        events.record_many(events.REVOKED, user.id, user.username, ended, reason="cap")
         rehashed = new_hash is not None and models.replace_password_hash(user.id, stored_hash, new_hash)
-        purged = models.purge_expired(limit=PURGE_BATCH)
+        purged = len(purge_expired(PURGE_BATCH))
     security_event("login.success", user=user.username, userId=user.id, sessionId=opened.id,
                    client=opened.client, device=opened.device)
     if replaced:
-        security_event("login.rotated", user=user.username, userId=user.id, ended=replaced, sessionId=opened.id)
+        security_event("login.rotated", user=user.username, userId=user.id, ended=replaced.id, sessionId=opened.id)
     if ended:
         security_event("sessions.capped", user=user.username, userId=user.id, limit=config["MAX_PER_USER"],
-                       ended=ended)
+                       ended=[row.id for row in ended])
     if rehashed:
         security_event("password.rehashed", user=user.username, userId=user.id)
     if purged:
@@ -92,8 +103,18 @@ def log_in(username: str, password: str, user_agent: str | None,
     return user, opened.token
 
 
+def purge_expired(limit: int | None) -> list:
+    """Inside a write transaction: delete expired sessions (at most `limit`), each a
+    session.expired event; the ended rows."""
+    purged = models.purge_expired(limit=limit)
+    events.record_expired(purged)
+    return purged
+
+
 def log_out(session) -> None:
     """End the session the cookie names."""
     with write_transaction():
-        models.end_session(session.id)
+        ended = models.end_session(session.id)
+        if ended is not None:
+            events.record(events.ENDED, ended.user_id, None, ended)
     security_event("logout", userId=session.user_id, sessionId=session.id)

@@ -55,8 +55,19 @@ DEFAULTS = {
     # Test fixtures (README, "Use it in tests"): the /__test__/ routes, for loopback clients only.
     "TEST_CONTROL": False,
     "SEED_FILE": None,  # a seed file loaded at start into a database that has no users
+    # Last activity (activity.py): written at most once per TOUCH_SECONDS per session; 0: not recorded.
+    "TOUCH_SECONDS": 60,
+    "IP_MODE": "full",  # full, truncate (IPv4 /24, IPv6 /48) or off: the address kept with the activity
+    "ACTIVITY_FIELDS": False,  # true: Session objects also carry lastSeenAt and ip
+    # Session events (events.py), POSTed to WEBHOOK_URL signed with WEBHOOK_SECRET; None: no events.
+    "WEBHOOK_URL": None,
+    "WEBHOOK_SECRET": None,
+    "WEBHOOK_MAX_AGE": 24 * 3600,  # seconds an event is retried before it is dead
+    "WEBHOOK_RETRY_BASE": 1.0,  # seconds before the first retry; doubles each time, up to 10 minutes
 }
 
+IP_MODES = ("full", "truncate", "off")
+MIN_SECRET_LENGTH = 16
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
 SAMESITE_VALUES = ("Lax", "Strict", "None")
 ERROR_PROFILES = ("contract", "zipline-v4")
@@ -120,6 +131,8 @@ def _check(config) -> None:
     if not isinstance(config["RATELIMIT_KEY_PREFIX"], str):
         raise ConfigError(f"SESSIONS_RATELIMIT_KEY_PREFIX must be text, not {config['RATELIMIT_KEY_PREFIX']!r}")
     _check_server(config)
+    _check_activity(config)
+    _check_webhook(config)
     _check_origins(config)
     _check_browser(config)
     storage = config["RATELIMIT_STORAGE_URL"]
@@ -164,6 +177,35 @@ def _check_server(config) -> None:
         raise ConfigError(f"SESSIONS_READY_FILE must be a file path, not {ready!r}")
     if not isinstance(config["ACCESS_LOG"], str) or not config["ACCESS_LOG"]:
         raise ConfigError(f"SESSIONS_ACCESS_LOG must be -, off or a file path, not {config['ACCESS_LOG']!r}")
+
+
+def _check_activity(config) -> None:
+    seconds = config["TOUCH_SECONDS"]
+    if isinstance(seconds, bool) or not isinstance(seconds, int) or seconds < 0:
+        raise ConfigError(f"SESSIONS_TOUCH_SECONDS must be a whole number of seconds (0: activity not recorded), "
+                          f"not {seconds!r}")
+    if config["IP_MODE"] not in IP_MODES:
+        raise ConfigError(f"SESSIONS_IP_MODE must be one of {', '.join(IP_MODES)}, not {config['IP_MODE']!r}")
+    if not isinstance(config["ACTIVITY_FIELDS"], bool):
+        raise ConfigError(f"SESSIONS_ACTIVITY_FIELDS must be true or false, not {config['ACTIVITY_FIELDS']!r}")
+
+
+def _check_webhook(config) -> None:
+    url, secret = config["WEBHOOK_URL"], config["WEBHOOK_SECRET"]
+    if url == "":
+        config["WEBHOOK_URL"] = url = None  # set but empty: no events
+    if url is not None:
+        scheme, _, rest = url.partition("://") if isinstance(url, str) else ("", "", "")
+        if scheme not in ("http", "https") or not rest or any(c in url for c in " \t\r\n"):
+            raise ConfigError(f"SESSIONS_WEBHOOK_URL must be an http:// or https:// URL, not {url!r}")
+        if not isinstance(secret, str) or len(secret) < MIN_SECRET_LENGTH:
+            # Never shown: it is a secret.
+            raise ConfigError(f"SESSIONS_WEBHOOK_SECRET must be set, at least {MIN_SECRET_LENGTH} characters, "
+                              "when SESSIONS_WEBHOOK_URL is")
+    for key in ("WEBHOOK_MAX_AGE", "WEBHOOK_RETRY_BASE"):
+        value = config[key]
+        if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+            raise ConfigError(f"SESSIONS_{key} must be a positive number of seconds, not {value!r}")
 
 
 def _check_origins(config) -> None:

@@ -24,7 +24,7 @@ import models
 import seed
 from auth import presented_credentials
 from database import db, read_rows, write_transaction
-from models import InjectedFault, JournalEntry, LoginAttempt, LoginSession, ServiceClock, User
+from models import InjectedFault, JournalEntry, LoginAttempt, LoginSession, ServiceClock, SessionEvent, User
 from ratelimit import login_username
 from schemas import load_body, request_json
 from timestamps import format_timestamp
@@ -77,13 +77,14 @@ def add_seed():
 
 
 def reset_store(document) -> tuple[int, int]:
-    """One write transaction: delete every row, release the clock, insert the seed."""
+    """One write transaction: delete every row (the events outbox too), release the clock, insert
+    the seed (which emits no events)."""
     g.service_clock = None  # released: the seed's defaults and the rows are in real time
     with _seed_refusal():
         users = _parse_seed(document) if document is not None else []
         hashes = _password_hashes(seed.seed_passwords(users))
         with write_transaction():
-            for model in (JournalEntry, InjectedFault, LoginAttempt, LoginSession, User):
+            for model in (JournalEntry, InjectedFault, LoginAttempt, SessionEvent, LoginSession, User):
                 db.session.execute(delete(model))
             db.session.execute(update(ServiceClock).values(fixed_at=None))
             return seed.insert_seed(users, hashes) if users else (0, 0)

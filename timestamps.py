@@ -6,6 +6,7 @@ with `format_timestamp`. Both give the same text for the same instant (tests/tes
 """
 
 from datetime import datetime
+from functools import lru_cache
 
 from sqlalchemy import DateTime, String
 from sqlalchemy.ext.compiler import compiles
@@ -65,3 +66,15 @@ def _sqlite_wire_text(element, compiler, **kw):
 def _postgresql_wire_text(element, compiler, **kw):
     column = compiler.process(element.clauses, **kw)
     return f"""to_char({column}, 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')"""
+
+
+class SecondsBound(TypeDecorator):
+    """A DateTime parameter given in whole seconds (the activity throttle's `stale_before`): its
+    conversion for the driver is remembered, so the GET pays for it once a second, not per request."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def bind_processor(self, dialect):
+        convert = self.impl_instance.dialect_impl(dialect).bind_processor(dialect)
+        return None if convert is None else lru_cache(maxsize=4)(convert)

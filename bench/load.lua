@@ -4,6 +4,9 @@ local users = tonumber(os.getenv("BENCH_USERS"))
 local per_user = tonumber(os.getenv("BENCH_SESSIONS"))
 local mode = os.getenv("BENCH_MODE")
 local password_users = tonumber(os.getenv("BENCH_PASSWORD_USERS") or "0")
+-- get-hot: requests go to the first BENCH_HOT sessions only (users 0.. of bench/make_seed.py),
+-- so at about BENCH_HOT requests a second each of them is used about every second.
+local hot = tonumber(os.getenv("BENCH_HOT") or "2000")
 local path = "/api/user/sessions"
 local threads_made, next_user = 0, 0
 
@@ -27,6 +30,11 @@ request = function()
     local user = math.random(0, users - 1)
     return wrk.format("GET", path, {["Authorization"] = "tok-" .. user,
                                     ["Cookie"] = cookie(user, math.random(0, per_user - 1))})
+  elseif mode == "get-hot" then
+    local session = math.random(0, hot - 1)
+    local user = math.floor(session / per_user)
+    return wrk.format("GET", path, {["Authorization"] = "tok-" .. user,
+                                    ["Cookie"] = cookie(user, session % per_user)})
   elseif mode == "verify" then
     local user = math.random(0, users - 1)
     return wrk.format("GET", "/api/auth/verify", {["Authorization"] = "tok-" .. user,

@@ -8,7 +8,10 @@ service (serve.py: Granian, one worker) pinned to core 0 and drives it with wrk 
 Beside it, on the same file and the same Granian settings: the raw-WSGI floor
 (bench/floor_app.py), and two constant apps (bench/constant_apps.py) that show what a request
 costs before any work. Reads are measured round by round (service, floor, ...) and each row
-keeps its median round, since a shared machine is noisy. Then: DELETE, logins, GET p99 while
+keeps its median round, since a shared machine is noisy. The service records last activity (the
+default); a second one with SESSIONS_TOUCH_SECONDS=0 gives the same GETs with activity off, both
+random over all sessions (most GETs are then a session's first in its minute: one write each)
+and over --hot sessions only (each used about every second: one write a minute each). Then: DELETE, logins, GET p99 while
 logins run (the service's production thread count), and the same data on PostgreSQL.
 Access logs are off for every server, so all do the same work.
 """
@@ -191,14 +194,19 @@ def run_size(users: int, args, constants: dict) -> dict:
            "SESSIONS_LOGIN_USERNAME_RATE_LIMIT": "1000000 per minute", "SESSIONS_ACCESS_LOG": "off",
            "SESSIONS_TTL_SECONDS": str(10 * 365 * 86400), "SESSIONS_LOG_LEVEL": "warning",
            "BENCH_USERS": str(users), "BENCH_SESSIONS": str(args.sessions),
-           "BENCH_PASSWORD_USERS": str(PASSWORD_USERS), "BENCH_DATABASE": str(database)}
+           "BENCH_PASSWORD_USERS": str(PASSWORD_USERS), "BENCH_DATABASE": str(database),
+           "BENCH_HOT": str(args.hot)}
     results = {"seed_seconds": seed(env, seed_file)}
-    servers = {"service": service(env, args.threads), "floor": granian("bench.floor_app:app", env, args.threads)}
+    # "service" records last activity (the default); "service-off" is the same with SESSIONS_TOUCH_SECONDS=0.
+    servers = {"service": service(env, args.threads), "floor": granian("bench.floor_app:app", env, args.threads),
+               "service-off": service({**env, "SESSIONS_TOUCH_SECONDS": "0"}, args.threads)}
     if not constants:
         servers["flask"] = granian("bench.constant_apps:flask_app", env, args.threads)
         servers["raw"] = granian("bench.constant_apps:raw", env, args.threads)
     try:
         reads = [("get", "get", servers["service"]), ("floor", "get", servers["floor"]),
+                 ("get-off", "get", servers["service-off"]), ("hot", "get-hot", servers["service"]),
+                 ("hot-off", "get-hot", servers["service-off"]),
                  ("get-token", "get-token", servers["service"]), ("verify", "verify", servers["service"])]
         reads += [(name, "get", servers[name]) for name in ("flask", "raw") if name in servers]
         medians, results["rounds"] = median_rounds(reads, env, args)
@@ -249,7 +257,9 @@ def print_size(users: int, results: dict, constants: dict, args) -> None:
     print(f"\n{users} users x {args.sessions} sessions on SQLite: seeded in {results['seed_seconds']:.1f} s; "
           f"worker RSS after the run {results['rss_mb']:.0f} MB")
     print(f"{'request':<34}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'CPU':>7}{'non-2xx':>9}")
-    rows = [("get", "GET token+cookie"), ("get-token", "GET token only"), ("verify", "GET /api/auth/verify"),
+    rows = [("get", "GET token+cookie"), ("get-off", "GET, activity off"),
+            ("hot", f"GET {args.hot} sessions, activity"), ("hot-off", f"GET {args.hot} sessions, off"),
+            ("get-token", "GET token only"), ("verify", "GET /api/auth/verify"),
             ("delete", "DELETE one session"), ("login", "POST login (2 connections)"),
             ("floor", "floor: raw WSGI GET")]
     for key, label in rows:
@@ -268,6 +278,11 @@ def print_size(users: int, results: dict, constants: dict, args) -> None:
     print(f"GET token+cookie / floor: {get['rps'] / floor['rps']:.2f}x req/s, "
           f"p99 {get['p99'] / floor['p99']:.2f}x the floor's (medians of {args.rounds} rounds); "
           f"verify / GET: {results['verify']['rps'] / get['rps']:.2f}x")
+    print(f"last activity on / off (req/s, medians): random over all {users * args.sessions} sessions "
+          f"{get['rps'] / results['get-off']['rps']:.2f}x; {args.hot} sessions, each used about every "
+          f"{args.hot / results['hot']['rps']:.1f} s, {results['hot']['rps'] / results['hot-off']['rps']:.2f}x "
+          "(round by round: " + ", ".join(f"{on['rps'] / off['rps']:.2f}x" for on, off in
+                                          zip(results["rounds"]["hot"], results["rounds"]["hot-off"])) + ")")
     ratios = [g["rps"] / f["rps"] for g, f in zip(results["rounds"]["get"], results["rounds"]["floor"])]
     print("req/s ratio round by round: " + ", ".join(f"{ratio:.2f}x" for ratio in ratios))
     if {"flask", "raw"} <= constants.keys():
@@ -299,6 +314,9 @@ def main() -> None:
     parser.add_argument("--postgres", default=os.environ.get("SESSIONS_BENCH_POSTGRES_URL", DEFAULT_POSTGRES),
                         help="a PostgreSQL server URL; a throwaway database is made there")
     parser.add_argument("--no-postgres", dest="postgres", action="store_const", const=None)
+    parser.add_argument("--hot", type=int, default=2000,
+                        help="sessions the get-hot rows cycle through (each used about every second at "
+                             "that many req/s)")
     args = parser.parse_args()
     if not shutil.which("wrk"):
         raise SystemExit("wrk is missing: apt-get install wrk")

@@ -14,8 +14,9 @@ ADMIN_SEED = {"users": [{"username": "root", "token": "tok-root", "admin": True,
                          "sessions": [{"id": "sess_root", "token": "cookie-root",
                                        "createdAt": "2024-02-01T00:00:00Z", "expiresAt": "2099-01-01T00:00:00Z"}]},
                         {"username": "a/b", "token": "tok-slash", "sessions": [{"id": "sess_slash"}]}]}
+# The admin list always shows last activity (seeded sessions have none yet).
 BOB_SESSION = {"id": "sess_bob1", "createdAt": "2024-03-16T00:00:00.000Z", "ua": "curl/8.5.0",
-               "client": "curl", "device": "Unknown"}
+               "client": "curl", "device": "Unknown", "lastSeenAt": None, "ip": None}
 
 
 def url(username: str) -> str:

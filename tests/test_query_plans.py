@@ -12,14 +12,18 @@ import models
 import seed
 from database import db
 
-HOT_STATEMENTS = {
-    "token (and cookie)": models._SEEN_WITH_TOKEN,
-    "cookie alone": models._SEEN_WITH_COOKIE,
-    "session by token": models._SESSION_BY_TOKEN,
-    "live sessions of a user": models._LIVE_SESSIONS,
-    "verify by token (and cookie)": models._IDENTITY_BY_TOKEN,
-    "verify by cookie": models._IDENTITY_BY_COOKIE,
-}
+# Each in every activity configuration (activity.py): off, recorded, recorded and shown.
+HOT_STATEMENTS = {"session by token": models._SESSION_BY_TOKEN}
+for variant, (touch, fields) in {"": (False, False), ", activity": (True, False),
+                                 ", activity shown": (True, True)}.items():
+    statements = models.read_statements(touch, fields)
+    HOT_STATEMENTS.update({
+        f"token (and cookie){variant}": statements.seen_with_token,
+        f"cookie alone{variant}": statements.seen_with_cookie,
+        f"live sessions of a user{variant}": statements.live_sessions,
+        f"verify by token (and cookie){variant}": statements.identity_by_token,
+        f"verify by cookie{variant}": statements.identity_by_cookie,
+    })
 USERS, PER_USER = 2000, 10
 
 
@@ -39,7 +43,8 @@ def seeded(make_app):
 
 
 def arguments_for(compiled) -> dict:
-    values = {"token_hash": "t" * 64, "cookie_hash": "c" * 64, "now": models.utcnow(), "user_id": 7}
+    values = {"token_hash": "t" * 64, "cookie_hash": "c" * 64, "now": models.utcnow(), "user_id": 7,
+              "stale_before": models.utcnow()}
     return {name: values[name] for name in compiled.binds}
 
 

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 import models
 from database import db
-from schemas import dump_session_list, session_list_schema
+from schemas import activity_session_list_schema, dump_session_list, session_list_schema
 from timestamps import format_timestamp
 
 
@@ -23,7 +23,8 @@ def random_row(rng):
     created = datetime(2020, 1, 1) + timedelta(milliseconds=rng.randrange(10**11))
     # Rows carry createdAt as wire text already (timestamps.WireTimestamp).
     return Row(id=f"sess_{rng.randrange(10**9)}", created_at=format_timestamp(created), ua=rng.choice(["", "curl/8", 'é ☃ "q"']),
-               client=rng.choice(["Chrome", "Unknown"]), device=rng.choice(["Desktop", "Mobile"]))
+               client=rng.choice(["Chrome", "Unknown"]), device=rng.choice(["Desktop", "Mobile"]),
+               last_seen_at=rng.choice([None, format_timestamp(created)]), ip=rng.choice([None, "203.0.113.0", "::1"]))
 
 
 @pytest.mark.parametrize("seed", range(20))
@@ -32,6 +33,7 @@ def test_fast_dump_equals_the_schema_dump(seed):
     listing = {"current": rng.choice([None, random_row(rng)]),
                "other": [random_row(rng) for _ in range(rng.randrange(12))]}
     assert dump_session_list(listing) == session_list_schema.dump(listing)
+    assert dump_session_list(listing, activity_fields=True) == activity_session_list_schema.dump(listing)
 
 
 @pytest.mark.parametrize(("value", "text"), [
