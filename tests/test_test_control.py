@@ -357,7 +357,7 @@ def start_refused(database_url, **settings) -> str:
 def test_a_bad_seed_file_stops_the_start_with_one_line_and_stores_nothing(tmp_path, database_url):
     bad = write_json(tmp_path / "bad.json", {"users": [{"username": "ok"}, {"username": "ok"}]})
     assert start_refused(database_url, SEED_FILE=str(bad)) == (
-        "zipline-sessions: SESSIONS_SEED_FILE refused, nothing stored: users[1].username: username repeats "
+        "zipline-sessions: SESSIONS_SEED_FILE refused, nothing stored: users[1].username: 'ok' repeats "
         "users[0].username\n")
     assert "cannot be read" in start_refused(database_url, SEED_FILE=str(tmp_path / "missing.json"))
     engine = create_engine(database_url)
