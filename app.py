@@ -12,6 +12,7 @@ import credentials
 import security_log
 import seed
 import sessions
+from account import account
 from admin import admin
 from auth import clear_session_cookie, logged_in_session, resolve_caller, session_cookie, set_session_cookie
 from cors import init_cors
@@ -146,6 +147,7 @@ def create_app(config: dict | None = None) -> Flask:
     init_cors(app)
     app.register_blueprint(forward_auth)
     app.register_blueprint(admin)
+    app.register_blueprint(account)
     init_rate_limits(app)
     if app.config["TEST_CONTROL"]:
         from test_control import init_test_control  # test-only code: not even imported otherwise

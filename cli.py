@@ -1,4 +1,4 @@
-"""Flask commands: seed, create-user, set-admin, list-sessions, revoke, purge-expired, db-upgrade, check."""
+"""Flask commands: seed, create-user, set-admin, set-password, list-sessions, revoke, purge-expired, db-upgrade, check."""
 
 import json
 
@@ -6,7 +6,9 @@ import click
 from flask import Flask, current_app
 from flask.cli import with_appcontext
 from sqlalchemy.exc import IntegrityError
+from werkzeug.exceptions import BadRequest
 
+import account
 import contract_check
 import credentials
 import models
@@ -47,7 +49,7 @@ SESSION_ID = StorableText(255)
 
 
 def register(app: Flask) -> None:
-    for command in (seed_command, create_user, set_admin, list_sessions, revoke, purge_expired, db_upgrade, check):
+    for command in (seed_command, create_user, set_admin, set_password, list_sessions, revoke, purge_expired, db_upgrade, check):
         app.cli.add_command(command)
 
 
@@ -103,6 +105,21 @@ def set_admin(username, withdraw):
     security_event("admin.withdrawn" if withdraw else "admin.granted", user=username, userId=user.id,
                    address="cli")
     click.echo(f"{username!r} is {'no longer' if withdraw else 'now'} an admin.")
+
+
+@click.command("set-password")
+@with_appcontext
+@click.argument("username", type=USERNAME)
+@click.option("--password", prompt="New password", hide_input=True, confirmation_prompt=True,
+              help="The new password (asked for, twice, when not given).")
+def set_password(username, password):
+    """Set a user's password and end every session of theirs (a leaked password: everyone out)."""
+    user = _user(username)
+    try:
+        revoked = account.set_password(user, password)
+    except BadRequest as error:
+        raise click.ClickException(f"password refused, nothing changed: {error.description}") from None
+    click.echo(f"Password of {username!r} set; ended {len(revoked)} session(s).")
 
 
 @click.command("list-sessions")

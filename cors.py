@@ -11,7 +11,7 @@ from flask_cors import CORS
 
 API_PATHS = r"/api/.*"
 ALLOWED_HEADERS = ["Content-Type", "Authorization"]
-ALLOWED_METHODS = ["GET", "POST", "DELETE"]
+ALLOWED_METHODS = ["GET", "POST", "PATCH", "DELETE"]
 PREFLIGHT_MAX_AGE = 600  # seconds a browser may reuse a preflight's answer
 
 

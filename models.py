@@ -293,6 +293,21 @@ def lock_user(user_id: int) -> str | None:
     return db.session.execute(query).scalar_one_or_none()
 
 
+def api_token_is(user_id: int, token: str) -> bool:
+    """Inside a write transaction: whether `token` is (still) the user's API token."""
+    query = select(User.id).where(User.id == user_id, User.api_token_hash == credentials.hash_token(token))
+    return db.session.execute(query).first() is not None
+
+
+def set_api_token(user_id: int, token: str) -> None:
+    """Replace the user's API token: only its hash is stored, and the old one names no one."""
+    db.session.execute(update(User).where(User.id == user_id).values(api_token_hash=credentials.hash_token(token)))
+
+
+def set_password_hash(user_id: int, password_hash: str) -> None:
+    db.session.execute(update(User).where(User.id == user_id).values(password_hash=password_hash))
+
+
 def end_oldest_sessions(user_id: int, keep: str, limit: int) -> list[str]:
     """Inside a write transaction: delete the user's oldest live sessions so that `limit` remain,
     `keep` (the one just opened) always among them; their ids."""

@@ -6,16 +6,19 @@ from flask import Flask
 
 from forward_auth import VERIFY_METHODS
 from schemas import (
+    ZIPLINE_PROFILE_FIELDS,
     AdminSessionListSchema,
     ErrorSchema,
     HealthSchema,
     LoginResponseSchema,
     LoginSchema,
     LogoutResponseSchema,
+    PasswordChangeSchema,
     RevokeSchema,
     SessionListSchema,
     SessionSchema,
     Timestamp,
+    TokenResetResponseSchema,
     ZiplineErrorSchema,
 )
 
@@ -48,7 +51,9 @@ def build_openapi(app: Flask) -> dict:
     for name, schema in (("Session", SessionSchema), ("SessionList", SessionListSchema),
                          ("RevokeRequest", RevokeSchema), ("LoginRequest", LoginSchema),
                          ("LoginResponse", LoginResponseSchema), ("LogoutResponse", LogoutResponseSchema),
-                         ("AdminSessionList", AdminSessionListSchema), ("Health", HealthSchema)):
+                         ("AdminSessionList", AdminSessionListSchema), ("Health", HealthSchema),
+                         ("PasswordChangeRequest", PasswordChangeSchema),
+                         ("TokenResetResponse", TokenResetResponseSchema)):
         spec.components.schema(name, schema=schema)
     error = "ZiplineError" if app.config["ERROR_PROFILE"] == "zipline-v4" else "Error"
     spec.components.schema(error, schema=ZiplineErrorSchema if error == "ZiplineError" else ErrorSchema)
@@ -81,6 +86,7 @@ def build_openapi(app: Flask) -> dict:
                                              "post": {**logout, "operationId": "logOut"}})
     _forward_auth_paths(spec, caller, error)
     _admin_paths(spec, caller, error)
+    _account_paths(spec, caller, error)
     spec.path("/api/health", operations={
         "get": {"summary": "Health", "operationId": "health", "security": [],
                 "responses": {"200": {"description": "The database answers", **_json("Health")},
@@ -93,6 +99,9 @@ def build_openapi(app: Flask) -> dict:
     })
     document = spec.to_dict()
     document["components"]["schemas"]["RevokeRequest"]["oneOf"] = EXACTLY_ONE_OF_SESSION_ID_OR_ALL
+    # PasswordChangeSchema refuses Zipline's other profile fields by name, in code.
+    document["components"]["schemas"]["PasswordChangeRequest"]["not"] = {
+        "anyOf": [{"required": [name]} for name in ZIPLINE_PROFILE_FIELDS]}
     return document
 
 
@@ -127,4 +136,37 @@ def _admin_paths(spec: APISpec, caller: list, error: str) -> None:
         "delete": {"summary": "Revoke one session of a user, or all (admins)", "operationId": "adminRevokeSessions",
                    "parameters": [username], "security": caller, "requestBody": {"required": True, **_json("RevokeRequest")},
                    "responses": {"200": listing, **_errors(error, 400, 401, 403, 404, 413, 415)}},
+    })
+
+
+def _account_paths(spec: APISpec, caller: list, error: str) -> None:
+    no_store = {"Cache-Control": {"description": "no-store", "required": True, "schema": {"type": "string"}}}
+    # The same callers as the sessions routes; the cookie first, as a browser's dashboard calls
+    # it (a client tries the alternatives in order: a fuzzer's reset by cookie leaves it a caller).
+    by_cookie_first = [caller[1], caller[0], caller[2]]
+    token_errors = _errors(error, 401)
+    spec.path("/api/user/token", operations={
+        "patch": {"summary": "Replace the caller's API token", "operationId": "resetToken",
+                  "security": by_cookie_first,
+                  "description": "As Zipline v4. The new token is shown this once; the old one is refused "
+                                 "from the next request on.",
+                  "responses": {"200": {"description": "The user and the new API token", "headers": no_store,
+                                        **_json("TokenResetResponse")}, **token_errors}},
+        "get": {"summary": "Not served: only the token's hash is stored", "operationId": "getToken",
+                "security": [],
+                "responses": {"404": {"description": "Always: the stored token cannot be shown, only replaced "
+                                                     "(PATCH)", **_json(error)}, **_errors(error)}},
+    })
+    password_errors = _errors(error, 400, 401, 413, 415, 429, 503)
+    password_errors["401"]["description"] = "No session cookie of the caller's (a token alone cannot), or invalid"
+    password_errors["429"]["description"] = "Too many password changes"
+    password_errors["503"]["description"] = "Login-limit storage unavailable"
+    spec.path("/api/user", operations={
+        "patch": {"summary": "Change the password; ends every other session", "operationId": "changePassword",
+                  "description": "As Zipline v4's profile update, for the password only (username, avatar "
+                                 "and view are refused). Only a session cookie may do it; its session stays.",
+                  "security": [{"sessionCookie": []}, {"apiToken": [], "sessionCookie": []}],
+                  "requestBody": {"required": True, **_json("PasswordChangeRequest")},
+                  "responses": {"200": {"description": "Changed; every other session of the user has ended",
+                                        "headers": no_store, **_json("LoginResponse")}, **password_errors}},
     })

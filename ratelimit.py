@@ -5,7 +5,8 @@ until one refuses it: an attempt refused for its (username, address) never reach
 address's or the username's count, so one address cannot use up a username's backstop.
 Counts live in the database (models.LoginAttempt) unless SESSIONS_RATELIMIT_STORAGE_URL
 names a `limits` storage (Redis); either way every worker counts together and a restart
-forgets nothing. Only the login view calls check_login_attempt(): no other request pays.
+forgets nothing. Password changes are limited by the same settings, counted apart from
+logins. Only the login and password-change views call in here: no other request pays.
 """
 
 import hashlib
@@ -30,6 +31,7 @@ from security_log import security_event
 from settings import rate_limit_is_off
 
 TOO_MANY = "Too many login attempts, try again later."
+TOO_MANY_PASSWORD_CHANGES = "Too many password changes, try again later."
 STORAGE_DOWN = "Login limit storage unavailable"
 # Each counted attempt also deletes up to this many counters whose window is over.
 PURGE_BATCH = 100
@@ -101,9 +103,12 @@ class LoginLimiter:
         url = config["RATELIMIT_STORAGE_URL"]
         self.counter = StorageCounter(url, config["RATELIMIT_KEY_PREFIX"]) if url else DatabaseCounter()
 
-    def checks(self, username: str, address: str) -> list[Check]:
+    def checks(self, username: str, address: str, action: str = "login") -> list[Check]:
+        """The checks of one attempt at `action`; each action counts apart (a login's keys are
+        as they always were)."""
         values = {"username+address": [username, address], "address": [address], "username": [username]}
-        return [Check(name, setting, item, _digest(item, name, values[name]))
+        scope = [] if action == "login" else [action]
+        return [Check(name, setting, item, _digest(item, name, [*scope, *values[name]]))
                 for name, setting, items in self.keys for item in items]
 
 
@@ -115,19 +120,28 @@ def init_rate_limits(app: Flask) -> None:
 
 def check_login_attempt() -> None:
     """Count this login attempt: 429 when a key is over its limit, 503 when the count cannot be kept."""
+    count_attempt("login", login_username(), TOO_MANY)
+
+
+def check_password_change(username: str) -> None:
+    """Count a password change by `username` as a login attempt is counted (same limits, its own
+    counts): 429 when a key is over its limit, 503 when the count cannot be kept."""
+    count_attempt("password", username, TOO_MANY_PASSWORD_CHANGES)
+
+
+def count_attempt(action: str, username: str, too_many: str) -> None:
     limiter = current_app.extensions.get("login_limiter")
     if limiter is None:
         return
-    username = login_username()
     try:
-        refusal = limiter.counter.take(limiter.checks(username, client_address(request.remote_addr)))
+        refusal = limiter.counter.take(limiter.checks(username, client_address(request.remote_addr), action))
     except StorageError as error:
-        # Fail closed: without a count there is no limit, so no password is checked.
+        # Fail closed: without a count there is no limit, so no password is checked or hashed.
         current_app.logger.error("%s: %s", STORAGE_DOWN, error)
         raise ServiceUnavailable(STORAGE_DOWN) from None
     if refusal is not None:
-        security_event("login.rate_limited", user=username, key=refusal.check.name, limit=refusal.check.setting)
-        raise TooManyRequests(TOO_MANY, retry_after=max(1, math.ceil(refusal.wait)))
+        security_event(f"{action}.rate_limited", user=username, key=refusal.check.name, limit=refusal.check.setting)
+        raise TooManyRequests(too_many, retry_after=max(1, math.ceil(refusal.wait)))
 
 
 def limit_storage_problem() -> str | None:

@@ -81,6 +81,28 @@ class LoginSchema(RequestSchema):
     password = fields.String(required=True, validate=[validate.Length(min=1, max=1024), _storable])
 
 
+# PATCH /api/user: the rules of a new password (the username rule needs the user: account.py).
+MIN_PASSWORD_LENGTH = 8
+MAX_PASSWORD_LENGTH = 1024
+# The other fields of Zipline v4's PATCH /api/user body; this service changes only the password.
+ZIPLINE_PROFILE_FIELDS = ("username", "avatar", "view")
+
+
+class PasswordChangeSchema(RequestSchema):
+    """PATCH /api/user: {"password"}; Zipline's other profile fields are refused by name."""
+
+    password = fields.String(required=True, validate=[
+        validate.Length(min=MIN_PASSWORD_LENGTH, error="Must be at least {min} characters."),
+        validate.Length(max=MAX_PASSWORD_LENGTH, error="Must be at most {max} characters."),
+        _storable])
+
+    @validates_schema(pass_original=True, skip_on_field_errors=False)
+    def only_the_password(self, data, original, **kwargs):
+        refused = [name for name in ZIPLINE_PROFILE_FIELDS if isinstance(original, dict) and name in original]
+        if refused:
+            raise ValidationError({name: ["Cannot be changed here: only password can."] for name in refused})
+
+
 class UserSchema(Schema):
     id = fields.Integer(required=True)
     username = fields.String(required=True)
@@ -95,6 +117,13 @@ class AdminSessionListSchema(Schema):
 
 class LoginResponseSchema(Schema):
     user = fields.Nested(UserSchema, required=True)
+
+
+class TokenResetResponseSchema(Schema):
+    """PATCH /api/user/token: the user and their new API token, shown this once."""
+
+    user = fields.Nested(UserSchema, required=True)
+    token = fields.String(required=True)
 
 
 class LogoutResponseSchema(Schema):
@@ -143,6 +172,8 @@ revoke_schema = RevokeSchema()
 admin_session_list_schema = AdminSessionListSchema()
 login_schema = LoginSchema()
 login_response_schema = LoginResponseSchema()
+password_change_schema = PasswordChangeSchema()
+token_reset_response_schema = TokenResetResponseSchema()
 logout_response_schema = LogoutResponseSchema()
 health_schema = HealthSchema()
 error_schema = ErrorSchema()

@@ -41,7 +41,8 @@ def assert_no_cors(response):
     assert not [name for name, _ in response.headers.items() if name.lower().startswith("access-control-")]
 
 
-@pytest.mark.parametrize(("path", "method"), [(SESSIONS, "DELETE"), (LOGIN, "POST"), ("/api/auth/logout", "POST")])
+@pytest.mark.parametrize(("path", "method"), [(SESSIONS, "DELETE"), (LOGIN, "POST"), ("/api/auth/logout", "POST"),
+                                              ("/api/user", "PATCH"), ("/api/user/token", "PATCH")])
 def test_preflights_for_json_writes_are_answered(cors_client, path, method):
     response = preflight(cors_client, path, method, headers="content-type, authorization")
     assert 200 <= response.status_code < 300

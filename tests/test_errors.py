@@ -92,7 +92,7 @@ def test_the_caller_is_checked_before_the_body(client):
     assert_error(client.delete(URL, data="{}", content_type="text/plain"), 401, "Unauthorized")
 
 
-@pytest.mark.parametrize("path", ["/", "/api", "/api/user", "/api/user/sessions/sess_abc123", "/api/nope"])
+@pytest.mark.parametrize("path", ["/", "/api", "/api/users", "/api/user/sessions/sess_abc123", "/api/nope"])
 def test_unknown_routes_are_404(client, path):
     assert_error(client.get(path, headers=ALICE), 404, "Not Found")
 
