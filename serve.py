@@ -6,6 +6,7 @@ line, migrations run once, and ua-parser's matchers are built once; the workers 
 from it and share that memory.
 """
 
+import encodings.idna  # noqa: F401  (see announce_when_ready)
 import multiprocessing
 import os
 import socket
@@ -84,8 +85,11 @@ def reserve_port(host: str, port: int) -> tuple[int, socket.socket | None]:
 def announce_when_ready(base_url: str, host: str, port: int, ready_file: str | None) -> None:
     """Once the service answers, say where (stderr, and `ready_file` when set), once.
 
-    A daemon thread of the master: it only connects and reads (nothing it holds can be left
-    locked in a worker forked meanwhile), then writes the file atomically.
+    A daemon thread of the master: it only connects and reads, then writes the file atomically.
+    Workers are forked while it runs, so it must import nothing: a module half-imported by this
+    thread at a fork is never importable in that worker. Connecting encodes the host with the
+    `idna` codec, which Python imports on first use: serve.py imports it first (a worker forked
+    mid-import answered every request 500 with "unknown encoding: idna").
     """
     def wait_then_announce():
         request = f"GET /api/health HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode()
