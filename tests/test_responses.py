@@ -18,7 +18,7 @@ def call(app, method, path, headers=None):
 
 
 @pytest.mark.parametrize(("method", "path", "headers", "status"), [
-    ("GET", "/api/user/sessions", cookie("cookie-abc"), "200 OK"),
+    ("GET", "/api/user/sessions", {"Authorization": "tok-alice"}, "200 OK"),  # a token: no activity write
     ("GET", "/api/user/sessions", {}, "401 UNAUTHORIZED"),
     ("GET", "/api/nowhere", {}, "404 NOT FOUND"),
     ("GET", "/api/health", {}, "200 OK"),
@@ -32,3 +32,12 @@ def test_json_answers_are_one_bytes_object_in_a_list(app, method, path, headers,
 def test_head_answers_have_no_body(app):
     answered, body = call(app, "HEAD", "/api/user/sessions", cookie("cookie-abc"))
     assert answered == "200 OK" and b"".join(body) == b""
+
+
+def test_an_answer_with_an_activity_write_due_is_closed_by_the_server(app):
+    """The last-activity write runs when the server closes the answer, so such an answer keeps
+    werkzeug's closing iterator (one write a minute per session: SESSIONS_TOUCH_SECONDS)."""
+    answered, body = call(app, "GET", "/api/user/sessions", cookie("cookie-abc"))
+    assert answered == "200 OK" and type(body) is not list and hasattr(body, "close")
+    assert b"".join(body).endswith(b"}\n")
+    body.close()
