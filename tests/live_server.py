@@ -1,12 +1,15 @@
 """Start the real service (the CLI to seed, serve.py to run Granian) on a free loopback port."""
 
+import contextlib
 import http.client
+import http.server
 import json
 import os
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -17,6 +20,20 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
+
+
+@contextlib.contextmanager
+def loopback_http_server(handler):
+    """A standard-library HTTP server for `handler` on a free loopback port, in a thread; yields
+    the port and shuts the server down afterwards."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server.server_address[1]
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 class LiveServer:

@@ -6,11 +6,10 @@ import json
 import os
 import subprocess
 import sys
-import threading
 
 import pytest
 from conftest import SEED
-from live_server import ROOT, LiveServer
+from live_server import ROOT, LiveServer, loopback_http_server
 
 SESSIONS = "/api/user/sessions"
 ALICE = {"Authorization": "tok-alice"}
@@ -113,14 +112,8 @@ class WrongServer(http.server.BaseHTTPRequestHandler):
 
 @contextlib.contextmanager
 def wrong_server():
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), WrongServer)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{httpd.server_address[1]}"
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
+    with loopback_http_server(WrongServer) as port:
+        yield f"http://127.0.0.1:{port}"
 
 
 def test_a_wrong_server_fails_and_the_table_names_what_differs(tmp_path):

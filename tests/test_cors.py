@@ -4,11 +4,10 @@ import contextlib
 import http.server
 import json
 import os
-import threading
 
 import pytest
 from conftest import SEED, cookie
-from live_server import LiveServer
+from live_server import LiveServer, loopback_http_server
 
 from database import db
 
@@ -161,14 +160,8 @@ def page_server():
         def log_message(self, *args):
             pass
 
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Page)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://localhost:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with loopback_http_server(Page) as port:
+        yield f"http://localhost:{port}"
 
 
 @pytest.mark.skipif(not os.path.exists(CHROMIUM), reason=f"needs Debian's chromium at {CHROMIUM} (apt-get install chromium)")
