@@ -1,7 +1,7 @@
 """Replace a leaked credential, as Zipline v4 does: a new API token (PATCH /api/user/token), a new
 password (PATCH /api/user) that also ends every other session of the user."""
 
-from flask import Blueprint, Response
+from flask import Blueprint
 from werkzeug.exceptions import BadRequest, NotFound, Unauthorized
 
 import credentials
@@ -47,13 +47,6 @@ def change_own_password():
     check_password_change(caller.username)
     user = change_password(caller, load_body(password_change_schema)["password"])
     return login_response_schema.dump({"user": user})
-
-
-@account.after_request
-def never_cached(response: Response) -> Response:
-    # A new token is shown once: no cache or browser history may keep a copy.
-    response.headers["Cache-Control"] = "no-store"
-    return response
 
 
 def reset_token(caller: Identity) -> dict:

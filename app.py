@@ -5,7 +5,6 @@ import os
 from flask import Blueprint, Flask, current_app, jsonify, request
 from werkzeug.exceptions import ServiceUnavailable
 from werkzeug.middleware.proxy_fix import ProxyFix
-from werkzeug.routing import Rule as WerkzeugRule
 
 import cli
 import credentials
@@ -31,10 +30,9 @@ from database import (
 )
 from errors import register_error_handlers
 from forward_auth import forward_auth
-from jsonprovider import OrjsonProvider
+from framework import SessionsApp
 from openapi import build_openapi
 from ratelimit import check_login_attempt, init_rate_limits, limit_storage_problem
-from responses import WholeBodyResponse
 from schemas import (
     dump_session_list,
     health_schema,
@@ -48,23 +46,6 @@ from settings import ConfigError, load_settings, unknown_variables
 from useragent import warm_up
 
 api = Blueprint("api", __name__, url_prefix="/api")
-
-
-class Rule(WerkzeugRule):
-    """werkzeug's Rule, which may refuse the HEAD it adds to every GET route (`head=False`):
-    a HEAD of logout would log out, since HEAD runs the GET view."""
-
-    def __init__(self, string: str, *, head: bool = True, **options):
-        super().__init__(string, **options)
-        if not head and self.methods is not None:
-            self.methods.discard("HEAD")
-
-
-@api.after_request
-def no_store(response):
-    """Nothing the API answers is for a cache to keep: session lists, logins, cookies."""
-    response.headers["Cache-Control"] = "no-store"
-    return response
 
 
 @api.get("/user/sessions")
@@ -121,13 +102,10 @@ def openapi_document():
 
 def create_app(config: dict | None = None) -> Flask:
     """Build the app; `config` overrides defaults and SESSIONS_* variables (tests use it)."""
-    app = Flask(__name__, instance_relative_config=True)
-    app.response_class = WholeBodyResponse
+    app = SessionsApp(__name__)
     for warning in unknown_variables(os.environ):
         app.logger.warning(warning)
-    app.url_rule_class = Rule
     load_settings(app, config)
-    app.json = OrjsonProvider(app)
     db.init_app(app)
     warm_up()  # ua-parser compiles its matchers on first use; not during someone's login
     credentials.set_hash_concurrency(app.config["HASH_CONCURRENCY"])

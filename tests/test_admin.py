@@ -45,6 +45,14 @@ def test_an_admin_lists_any_users_live_sessions_oldest_first(client, headers):
                                                              "sessions": [BOB_SESSION]}
 
 
+def test_admin_answers_are_never_cached(client):
+    """A list of another user's sessions, a revocation, a refusal: no cache may keep them."""
+    answers = [client.get(url("alice"), headers=ROOT), client.get(url("alice"), headers={"Authorization": "tok-bob"}),
+               client.delete(url("bob"), headers=ROOT, json={"all": True})]
+    assert [(answer.status_code, answer.headers.get("Cache-Control")) for answer in answers] == [
+        (200, "no-store"), (403, "no-store"), (200, "no-store")]
+
+
 def test_a_username_with_a_slash_is_reachable_percent_encoded(client):
     response = client.get(url("a%2Fb"), headers=ROOT)
     assert response.status_code == 200

@@ -240,6 +240,10 @@ def test_login_and_the_session_routes_are_never_cached(client):
         "logout": client.post(LOGOUT, headers=cookie(token)),
         "logout-refused": client.post(LOGOUT, headers=cookie(token)),
         "logout-cross-site": client.get(LOGOUT, headers={"Sec-Fetch-Site": "cross-site"}),
+        "health": client.get("/api/health"),
+        "openapi": client.get("/api/openapi.json"),
+        "unknown-route": client.get("/api/nowhere"),
+        "not-a-static-file": client.get("/static/app.js"),  # no static files are served
     }
     assert {name: answer.headers.get("Cache-Control") for name, answer in answers.items()} == {
         name: "no-store" for name in answers}

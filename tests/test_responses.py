@@ -1,4 +1,4 @@
-"""Answers reach the server as one piece where they can (responses.WholeBodyResponse)."""
+"""Answers reach the server as one piece where they can (framework.WholeBodyResponse)."""
 
 import io
 import sys
