@@ -1,6 +1,7 @@
 """Who is calling: the API token, the session cookie, or both; and the cookie itself."""
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from flask import after_this_request, current_app, request
 from werkzeug.exceptions import Unauthorized
@@ -13,11 +14,12 @@ from database import write_transaction
 INVALID_SESSION = "Invalid login session"
 
 
-@dataclass(frozen=True)
-class Caller:
+class Caller(NamedTuple):
     user_id: int
     session_id: str | None  # the session the cookie names, when it is this user's
-    sessions: list  # the user's live sessions when the caller was resolved, oldest first
+    # The user's live sessions when the caller was resolved, oldest first: rows whose first
+    # columns are a Session's on the wire (models.sessions_seen_by).
+    sessions: list
     activity_fields: bool = False  # the rows carry last activity to show (SESSIONS_ACTIVITY_FIELDS)
 
 
@@ -30,15 +32,20 @@ def resolve_caller() -> Caller:
     token, cookie = presented_credentials()
     seen = activity.current()
     rows = models.sessions_seen_by(token, cookie, seen)
-    current = next((row for row in rows if row.is_current), None)
+    current = None
+    for row in rows:
+        if row[models.SEEN_IS_CURRENT]:
+            current = row
+            break
     if cookie is not None and current is None:
         current_session()  # the cookie named no live session of this user: purge it if expired
     if not rows:
         raise Unauthorized(INVALID_SESSION)
-    if current is not None and seen.touch_every is not None and current.stale:
-        seen.touch_later(current.id)
-    return Caller(rows[0].user_id, current.id if current else None, [row for row in rows if row.id is not None],
-                  seen.fields)
+    if current is not None and current[models.SEEN_STALE] and seen.touch_every is not None:
+        seen.touch_later(current[0])
+    # A user with no live session has one row, its session columns None (an outer join).
+    return Caller(rows[0][models.SEEN_USER_ID], None if current is None else current[0],
+                  rows if rows[0][0] is not None else [], seen.fields)
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,22 +90,24 @@ def presented_credentials() -> tuple[str | None, str | None]:
 
     A present Authorization header counts even when empty or wrong: it is then refused, even
     beside a good cookie."""
-    header = request.environ.get("HTTP_AUTHORIZATION")
-    cookie = session_cookie()
+    environ = request.environ
+    header = environ.get("HTTP_AUTHORIZATION")
+    cookie = session_cookie(environ)
     if header is None and cookie is None:
         raise Unauthorized(INVALID_SESSION)
     return (_strip_bearer(header) if header is not None else None), cookie
 
 
-def session_cookie() -> str | None:
-    """The session cookie's value, or None when it is missing or empty.
+def session_cookie(environ: dict | None = None) -> str | None:
+    """The session cookie's value, or None when it is missing or empty (`environ`: the
+    request's, when the caller has it at hand).
 
     The value `request.cookies` gives (tests/test_auth.py holds the two equal), without
     parsing every cookie a browser sends into a dict on each request: a header of plain ASCII
     name=value pairs is split here; anything quoted, escaped, spaced or outside ASCII goes to
     werkzeug's parser.
     """
-    header = request.environ.get("HTTP_COOKIE")
+    header = (request.environ if environ is None else environ).get("HTTP_COOKIE")
     if not header:
         return None
     name = current_app.config["COOKIE_NAME"]

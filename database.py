@@ -104,8 +104,14 @@ def check_database_opens(engine: Engine) -> None:
 
 
 def read_rows(statement, params: dict) -> list:
-    """Run one prebuilt SELECT for the request path (see Reader)."""
+    """Run one prebuilt SELECT for the request path (see Reader); rows with named columns."""
     return current_app.extensions["reader"].rows(statement, params)
+
+
+def read_tuples(statement, params: dict) -> list:
+    """Run one prebuilt SELECT for the request path (see Reader); plain tuples, for a loop that
+    reads the columns by position."""
+    return current_app.extensions["reader"].tuples(statement, params)
 
 
 class Reader:
@@ -129,13 +135,18 @@ class Reader:
         event.listen(engine, "engine_disposed", self.close_all)
 
     def rows(self, statement, params: dict) -> list:
-        """Run one prebuilt SELECT; its rows."""
+        """Run one prebuilt SELECT; its rows, as named tuples."""
         prepared = _prepared(statement, self.engine.dialect)
-        return prepared.rows(self._run(prepared, params, lambda cursor: cursor.fetchall()))
+        return prepared.rows(self._run(prepared, params, _fetch_all))
+
+    def tuples(self, statement, params: dict) -> list:
+        """Run one prebuilt SELECT; its rows as plain tuples in the SELECT's column order."""
+        prepared = _prepared(statement, self.engine.dialect)
+        return prepared.tuples(self._run(prepared, params, _fetch_all))
 
     def execute(self, statement, params: dict) -> int:
         """Run one prebuilt write as its own transaction (autocommit); the rows it changed."""
-        return self._run(_prepared(statement, self.engine.dialect), params, lambda cursor: cursor.rowcount)
+        return self._run(_prepared(statement, self.engine.dialect), params, _row_count)
 
     def _run(self, prepared, params: dict, collect):
         arguments = prepared.arguments(params)
@@ -178,6 +189,14 @@ class Reader:
                 _close_quietly(self.idle.pop()[0])
 
 
+def _fetch_all(cursor) -> list:
+    return cursor.fetchall()
+
+
+def _row_count(cursor) -> int:
+    return cursor.rowcount
+
+
 def _close_quietly(connection) -> None:
     if connection is not None:
         with suppress(Exception):  # already broken: nothing left to release
@@ -194,6 +213,8 @@ class _Prepared:
         convert = _memoized if statement.is_insert else _as_is
         self.binds = {name: convert(bind.type.dialect_impl(dialect).bind_processor(dialect))
                       for name, bind in compiled.binds.items()}
+        # Positional drivers (SQLite): each placeholder's parameter and conversion, in order.
+        self.slots = [(name, self.binds[name]) for name in self.order]
         columns = list(getattr(statement, "selected_columns", []))
         results = [column.type.dialect_impl(dialect).result_processor(dialect, None) for column in columns]
         # Only the columns whose type converts (a date stored as text, say) are touched.
@@ -201,19 +222,23 @@ class _Prepared:
         self.row_type = namedtuple("Row", [column.key for column in columns])
 
     def arguments(self, params: dict):
-        values = {name: (self.binds[name](value) if self.binds[name] else value) for name, value in params.items()}
-        return tuple(values[name] for name in self.order) if self.positional else values
+        if self.positional:
+            return tuple([params[name] if convert is None else convert(params[name]) for name, convert in self.slots])
+        return {name: (self.binds[name](value) if self.binds[name] else value) for name, value in params.items()}
 
     def rows(self, raws: list) -> list:
-        make, conversions = self.row_type._make, self.conversions
-        if not conversions:
-            return [make(raw) for raw in raws]
+        make = self.row_type._make
+        return [make(raw) for raw in self.tuples(raws)]
+
+    def tuples(self, raws: list) -> list:
+        if not self.conversions:
+            return raws
         rows = []
         for raw in raws:
             values = list(raw)
-            for index, convert in conversions:
+            for index, convert in self.conversions:
                 values[index] = convert(values[index])
-            rows.append(make(values))
+            rows.append(tuple(values))
         return rows
 
 

@@ -15,6 +15,7 @@ from sqlalchemy import (
     case,
     delete,
     false,
+    literal_column,
     or_,
     select,
     type_coerce,
@@ -24,8 +25,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Mapped, mapped_column
 
 import credentials
-from database import db, read_rows
-from timestamps import SecondsBound, WireTimestamp
+from database import db, read_rows, read_tuples
+from timestamps import InstantBound, SecondsBound, WireTimestamp
 from useragent import MAX_UA_LENGTH, clean_ua, describe
 
 # Where "now" comes from when it is not the real clock: set by test_control.py when an app with
@@ -37,8 +38,8 @@ def utcnow() -> datetime:
     """Now in UTC, naive (as stored), to the millisecond the wire format shows: the service's clock."""
     if clock_hook is not None and (now := clock_hook()) is not None:
         return now
-    now = datetime.now(UTC).replace(tzinfo=None)
-    return now.replace(microsecond=now.microsecond // 1000 * 1000)
+    now = datetime.now(UTC)
+    return now.replace(tzinfo=None, microsecond=now.microsecond // 1000 * 1000)
 
 
 class User(db.Model):
@@ -213,9 +214,17 @@ def user_is_admin(user_id: int) -> bool:
 _ME = Session.alias("me")
 
 
-def _stale(is_current):
+def _now():
+    """The request's `now`, a parameter of most reads: converted for the driver on every request."""
+    return bindparam("now", type_=InstantBound())
+
+
+def _stale(is_current, touch: bool):
     """The cookie's session is due an activity write: not seen since :stale_before (in SQL, so
-    the rows need no per-row Python and the GET reads no datetime)."""
+    the rows need no per-row Python and the GET reads no datetime); always 0 when activity is
+    not recorded (`touch` false), so that the rows keep one layout."""
+    if not touch:
+        return literal_column("0").label("stale")
     return _flag(and_(is_current, or_(Session.c.last_seen_at.is_(None),
                                      Session.c.last_seen_at < bindparam("stale_before", type_=SecondsBound())))
                  ).label("stale")
@@ -238,41 +247,40 @@ def read_statements(touch: bool, fields: bool) -> ReadStatements:
     # The outer join keeps one row for a user who has no session.
     by_token = Session.c.token_hash == bindparam("cookie_hash")
     seen_with_token = (
-        select(User.id.label("user_id"), *shown, _flag(by_token).label("is_current"),
-               *((_stale(by_token),) if touch else ()))
+        select(*shown, User.id.label("user_id"), _flag(by_token).label("is_current"), _stale(by_token, touch))
         .select_from(User.__table__.outerjoin(
-            Session, and_(Session.c.user_id == User.id, Session.c.expires_at > bindparam("now"))))
+            Session, and_(Session.c.user_id == User.id, Session.c.expires_at > _now())))
         .where(User.api_token_hash == bindparam("token_hash"))
         .order_by(Session.c.created_at, Session.c.id)
     )
     # Cookie alone: its live session's user, and all that user's live sessions.
     mine = Session.c.id == _ME.c.id
     seen_with_cookie = (
-        select(_ME.c.user_id, *shown, _flag(mine).label("is_current"), *((_stale(mine),) if touch else ()))
+        select(*shown, _ME.c.user_id, _flag(mine).label("is_current"), _stale(mine, touch))
         .select_from(_ME.join(
-            Session, and_(Session.c.user_id == _ME.c.user_id, Session.c.expires_at > bindparam("now"))))
-        .where(_ME.c.token_hash == bindparam("cookie_hash"), _ME.c.expires_at > bindparam("now"))
+            Session, and_(Session.c.user_id == _ME.c.user_id, Session.c.expires_at > _now())))
+        .where(_ME.c.token_hash == bindparam("cookie_hash"), _ME.c.expires_at > _now())
         .order_by(Session.c.created_at, Session.c.id)
     )
     # Verify: the user a token or a live session's cookie names, in one row and no session list.
     # With a token, the cookie's session is joined only when it is that user's and live.
     identity = (User.id.label("user_id"), User.username, User.is_admin, Session.c.id.label("session_id"),
-                *((_stale(Session.c.id.is_not(None)),) if touch else ()))
+                _stale(Session.c.id.is_not(None), touch))
     identity_by_token = (
         select(*identity)
         .select_from(User.__table__.outerjoin(Session, and_(
             Session.c.token_hash == bindparam("cookie_hash"), Session.c.user_id == User.id,
-            Session.c.expires_at > bindparam("now"))))
+            Session.c.expires_at > _now())))
         .where(User.api_token_hash == bindparam("token_hash"))
     )
     identity_by_cookie = (
         select(*identity)
         .select_from(Session.join(User.__table__, User.id == Session.c.user_id))
-        .where(Session.c.token_hash == bindparam("cookie_hash"), Session.c.expires_at > bindparam("now"))
+        .where(Session.c.token_hash == bindparam("cookie_hash"), Session.c.expires_at > _now())
     )
     live_sessions = (
         select(*shown)
-        .where(Session.c.user_id == bindparam("user_id"), Session.c.expires_at > bindparam("now"))
+        .where(Session.c.user_id == bindparam("user_id"), Session.c.expires_at > _now())
         .order_by(Session.c.created_at, Session.c.id)
     )
     return ReadStatements(seen_with_token, seen_with_cookie, identity_by_token, identity_by_cookie, live_sessions)
@@ -284,22 +292,27 @@ _SESSION_BY_TOKEN = select(Session.c.id, Session.c.user_id, Session.c.expires_at
 )
 
 
+# Where the flags are in a row of sessions_seen_by, after the session columns.
+SEEN_USER_ID, SEEN_IS_CURRENT, SEEN_STALE = -3, -2, -1
+
+
 def sessions_seen_by(token: str | None, cookie: str | None, activity=None) -> list:
-    """One query for a sessions request: rows (user_id, session columns, is_current[, stale]).
+    """One query for a sessions request: plain tuples (*session columns, user_id, is_current,
+    stale), the session columns first and in the wire's order (schemas.dump_session_list reads
+    them by position).
 
     With a token: the token's user and their live sessions (one row with id None when they
     have none), is_current on the one the cookie names. Without: the user of the cookie's
     live session and their live sessions. No row: neither names anyone. `activity`
     (activity.Activity) picks the statements and gives :stale_before.
     """
-    now = utcnow()
-    statements, params = _read_setup(activity, now)
+    statements, params = _read_setup(activity, utcnow())
     if token is not None:
-        cookie_hash = credentials.hash_token(cookie) if cookie else None
-        params.update(token_hash=credentials.hash_token(token), cookie_hash=cookie_hash)
-        return read_rows(statements.seen_with_token, params)
+        params["token_hash"] = credentials.hash_token(token)
+        params["cookie_hash"] = credentials.hash_token(cookie) if cookie else None
+        return read_tuples(statements.seen_with_token, params)
     params["cookie_hash"] = credentials.hash_token(cookie)
-    return read_rows(statements.seen_with_cookie, params)
+    return read_tuples(statements.seen_with_cookie, params)
 
 
 def _read_setup(activity, now: datetime) -> tuple[ReadStatements, dict]:

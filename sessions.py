@@ -17,10 +17,16 @@ PURGE_BATCH = 100
 
 
 def session_list(caller: Caller, rows: list | None = None) -> dict:
-    """{current, other} for the caller, as the contract shows it (from `rows` when given)."""
+    """{current, other} for the caller, as the contract shows it (from `rows` when given):
+    rows whose first columns are a Session's on the wire, the id first."""
     rows = caller.sessions if rows is None else rows
-    current = next((row for row in rows if row.id == caller.session_id), None)
-    return {"current": current, "other": [row for row in rows if row.id != caller.session_id]}
+    current, other = None, []
+    for row in rows:
+        if row[0] == caller.session_id:
+            current = row
+        else:
+            other.append(row)
+    return {"current": current, "other": other}
 
 
 def revoke(caller: Caller, body: dict) -> dict:

@@ -78,3 +78,25 @@ class SecondsBound(TypeDecorator):
     def bind_processor(self, dialect):
         convert = self.impl_instance.dialect_impl(dialect).bind_processor(dialect)
         return None if convert is None else lru_cache(maxsize=4)(convert)
+
+
+class InstantBound(TypeDecorator):
+    """A DateTime parameter that changes on every request (the request path's `now`): on SQLite
+    written by datetime.isoformat, in C, rather than SQLAlchemy's %-format of seven fields. The
+    same text, 'YYYY-MM-DD HH:MM:SS.ffffff', for the naive UTC datetimes stored here
+    (tests/test_schemas.py); elsewhere SQLAlchemy's own conversion."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def bind_processor(self, dialect):
+        convert = self.impl_instance.dialect_impl(dialect).bind_processor(dialect)
+        if convert is None or dialect.name != "sqlite":
+            return convert
+
+        def to_text(value):
+            if type(value) is datetime and value.tzinfo is None:
+                return value.isoformat(" ", "microseconds")
+            return convert(value)
+
+        return to_text

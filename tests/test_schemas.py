@@ -2,21 +2,31 @@
 read as wire text equal those formatted from datetimes."""
 
 import random
+from collections import namedtuple
 from datetime import datetime, timedelta
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from sqlalchemy import DateTime
+from sqlalchemy.dialects import sqlite
 
 import models
 from database import db
-from schemas import activity_session_list_schema, dump_session_list, session_list_schema
-from timestamps import format_timestamp
+from schemas import (
+    ACTIVITY_SESSION_FIELDS,
+    SESSION_FIELDS,
+    ActivitySessionSchema,
+    SessionSchema,
+    activity_session_list_schema,
+    dump_session_list,
+    session_list_schema,
+)
+from timestamps import InstantBound, format_timestamp
 
-
-class Row:
-    def __init__(self, **fields):
-        self.__dict__.update(fields)
+# The request path's rows: a Session's wire columns first and in order (then anything else),
+# read by position; the schema reads them by attribute.
+Row = namedtuple("Row", ["id", "created_at", "ua", "client", "device", "last_seen_at", "ip", "user_id"])
 
 
 def random_row(rng):
@@ -24,7 +34,8 @@ def random_row(rng):
     # Rows carry createdAt as wire text already (timestamps.WireTimestamp).
     return Row(id=f"sess_{rng.randrange(10**9)}", created_at=format_timestamp(created), ua=rng.choice(["", "curl/8", 'é ☃ "q"']),
                client=rng.choice(["Chrome", "Unknown"]), device=rng.choice(["Desktop", "Mobile"]),
-               last_seen_at=rng.choice([None, format_timestamp(created)]), ip=rng.choice([None, "203.0.113.0", "::1"]))
+               last_seen_at=rng.choice([None, format_timestamp(created)]), ip=rng.choice([None, "203.0.113.0", "::1"]),
+               user_id=rng.randrange(100))
 
 
 @pytest.mark.parametrize("seed", range(20))
@@ -34,6 +45,23 @@ def test_fast_dump_equals_the_schema_dump(seed):
                "other": [random_row(rng) for _ in range(rng.randrange(12))]}
     assert dump_session_list(listing) == session_list_schema.dump(listing)
     assert dump_session_list(listing, activity_fields=True) == activity_session_list_schema.dump(listing)
+
+
+def test_the_positional_field_names_are_the_schemas():
+    assert SESSION_FIELDS == tuple(SessionSchema().fields)
+    assert ACTIVITY_SESSION_FIELDS == tuple(ActivitySessionSchema().fields)
+    assert [column.key for column in (*models.PUBLIC_COLUMNS, *models.ACTIVITY_COLUMNS)] == [
+        ActivitySessionSchema().fields[name].attribute or name for name in ACTIVITY_SESSION_FIELDS]
+
+
+@pytest.mark.parametrize("moment", [datetime(2024, 3, 15, 10, 30), datetime(2024, 3, 15, 10, 30, 0, 7),
+                                    datetime(1, 1, 1), datetime(9999, 12, 31, 23, 59, 59, 999_999)])
+def test_the_request_paths_now_is_written_as_sqlalchemy_writes_it(moment):
+    """timestamps.InstantBound gives SQLite the text SQLAlchemy's own DateTime would: the reads
+    compare it with stored text."""
+    dialect = sqlite.dialect()
+    assert (InstantBound().bind_processor(dialect)(moment)
+            == DateTime().dialect_impl(dialect).bind_processor(dialect)(moment))
 
 
 @pytest.mark.parametrize(("value", "text"), [
