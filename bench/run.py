@@ -274,21 +274,22 @@ def print_size(users: int, results: dict, constants: dict, args) -> None:
         print(f"PostgreSQL: seeded in {postgres['seed_seconds']:.1f} s; GET {postgres['get']['rps'] / results['get']['rps']:.2f}x "
               f"SQLite's; PostgreSQL's own CPU during GET {postgres['get']['db_cpu']:.0%}, "
               f"during DELETE {postgres['delete']['db_cpu']:.0%}")
-    get, floor = results["get"], results["floor"]
-    print(f"GET token+cookie / floor: {get['rps'] / floor['rps']:.2f}x req/s, "
-          f"p99 {get['p99'] / floor['p99']:.2f}x the floor's (medians of {args.rounds} rounds); "
+    get, floor, off = results["get"], results["floor"], results["get-off"]
+    print(f"GET token+cookie, activity off (the floor's work) / floor: {off['rps'] / floor['rps']:.2f}x req/s, "
+          f"p99 {off['p99'] / floor['p99']:.2f}x the floor's (medians of {args.rounds} rounds); round by round: "
+          + ", ".join(f"{o['rps'] / f['rps']:.2f}x" for o, f in zip(results["rounds"]["get-off"],
+                                                                    results["rounds"]["floor"])))
+    print(f"GET token+cookie, activity on, random sessions (a write per GET) / floor: {get['rps'] / floor['rps']:.2f}x; "
           f"verify / GET: {results['verify']['rps'] / get['rps']:.2f}x")
     print(f"last activity on / off (req/s, medians): random over all {users * args.sessions} sessions "
           f"{get['rps'] / results['get-off']['rps']:.2f}x; {args.hot} sessions, each used about every "
           f"{args.hot / results['hot']['rps']:.1f} s, {results['hot']['rps'] / results['hot-off']['rps']:.2f}x "
           "(round by round: " + ", ".join(f"{on['rps'] / off['rps']:.2f}x" for on, off in
                                           zip(results["rounds"]["hot"], results["rounds"]["hot-off"])) + ")")
-    ratios = [g["rps"] / f["rps"] for g, f in zip(results["rounds"]["get"], results["rounds"]["floor"])]
-    print("req/s ratio round by round: " + ", ".join(f"{ratio:.2f}x" for ratio in ratios))
     if {"flask", "raw"} <= constants.keys():
-        ours = 1e6 / get["rps"] - 1e6 / constants["flask"]["rps"]
+        ours = 1e6 / off["rps"] - 1e6 / constants["flask"]["rps"]
         floors = 1e6 / floor["rps"] - 1e6 / constants["raw"]["rps"]
-        print(f"per request on one core: service {1e6 / get['rps']:.0f} us = constant Flask view "
+        print(f"per request on one core: service (activity off) {1e6 / off['rps']:.0f} us = constant Flask view "
               f"{1e6 / constants['flask']['rps']:.0f} us + {ours:.0f} us; floor {1e6 / floor['rps']:.0f} us = "
               f"constant raw app {1e6 / constants['raw']['rps']:.0f} us + {floors:.0f} us")
     interference = results["interference"]
