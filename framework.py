@@ -9,6 +9,8 @@ JSON bodies are orjson's: keys in the order given, UTF-8 as is, compact, the sam
 own server sends (JSON.stringify), several times faster than the standard library's encoder.
 """
 
+from functools import lru_cache
+
 import orjson
 from flask import Flask, Response, request_tearing_down
 from flask.globals import request_ctx
@@ -28,6 +30,8 @@ class WholeBodyResponse(Response):
 
 
 _NO_BODY = frozenset((*range(100, 200), 204, 304))
+# How many functions SessionsApp.ensure_sync remembers: every view and hook, with room to spare.
+SYNCED_FUNCTIONS = 256
 
 
 class OrjsonProvider(JSONProvider):
@@ -65,15 +69,13 @@ class SessionsApp(Flask):
 
     def __init__(self, import_name: str):
         super().__init__(import_name, static_folder=None, instance_relative_config=True)
-        self._callables: dict = {}
+        # Flask inspects each view, hook and teardown on every request (a microsecond each on
+        # the GET path). Bounded: after_this_request gets a new closure per request.
+        self._synced = lru_cache(maxsize=SYNCED_FUNCTIONS)(super().ensure_sync)
 
     def ensure_sync(self, func):
-        """Flask's, remembered per function: it inspects each view, hook and teardown on every
-        request otherwise (a microsecond each on the GET path)."""
-        try:
-            return self._callables[func]
-        except KeyError:
-            return self._callables.setdefault(func, super().ensure_sync(func))
+        """Flask's, remembered for the most recently used functions."""
+        return self._synced(func)
 
     def preprocess_request(self):
         """Flask's, when something is registered to run before requests (test control's hooks);

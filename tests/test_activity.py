@@ -15,6 +15,7 @@ import models
 import seed
 from activity import stored_address
 from database import db
+from framework import SYNCED_FUNCTIONS
 
 SESSIONS = "/api/user/sessions"
 ALICE = {"Authorization": "tok-alice", **cookie("cookie-abc")}
@@ -74,6 +75,18 @@ def test_a_session_is_written_at_most_once_per_touch_seconds(make_seeded):
     use(client, environ={"REMOTE_ADDR": "198.51.100.9"})
     seen_at, ip = activity_of(app, "sess_abc123")
     assert seen_at > first.last_seen_at and ip == "198.51.100.9"
+
+
+def test_the_writes_a_worker_schedules_leave_no_trace_in_the_app(make_seeded):
+    """Each due write is a new after_this_request closure: the app remembers a bounded number of
+    functions (framework.SessionsApp.ensure_sync), not one per request served."""
+    app = make_seeded(TOUCH_SECONDS=60)
+    client = app.test_client(use_cookies=False)
+    for _ in range(SYNCED_FUNCTIONS + 50):
+        age(app, "sess_abc123", 61)
+        assert use(client).status_code == 200
+    assert activity_of(app, "sess_abc123").last_seen_at > models.utcnow() - timedelta(seconds=5)
+    assert app._synced.cache_info().currsize <= SYNCED_FUNCTIONS
 
 
 def test_a_token_alone_names_no_session_to_touch(make_seeded):
