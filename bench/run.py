@@ -238,6 +238,12 @@ def run_postgres(env: dict, seed_file: Path, users: int, args) -> dict:
     env = {**env, "SESSIONS_DATABASE_URL": url}
     try:
         results = {"seed_seconds": seed(env, seed_file)}
+        server = service({**env, "SESSIONS_TOUCH_SECONDS": "0"}, args.threads)
+        try:
+            wrk(server, "get", env, 2, args.connections)
+            results["get-off"] = wrk(server, "get", env, args.seconds, args.connections, postgres=True)
+        finally:
+            server.stop()
         server = service(env, args.threads)
         try:
             wrk(server, "get", env, 2, args.connections)
@@ -270,10 +276,12 @@ def print_size(users: int, results: dict, constants: dict, args) -> None:
     if "postgres" in results:
         postgres = results["postgres"]
         print_row("PostgreSQL: GET token+cookie", postgres["get"])
+        print_row("PostgreSQL: GET, activity off", postgres["get-off"])
         print_row("PostgreSQL: DELETE one session", postgres["delete"])
         print(f"PostgreSQL: seeded in {postgres['seed_seconds']:.1f} s; GET {postgres['get']['rps'] / results['get']['rps']:.2f}x "
-              f"SQLite's; PostgreSQL's own CPU during GET {postgres['get']['db_cpu']:.0%}, "
-              f"during DELETE {postgres['delete']['db_cpu']:.0%}")
+              f"SQLite's, activity off {postgres['get-off']['rps'] / results['get-off']['rps']:.2f}x; "
+              f"PostgreSQL's own CPU during GET {postgres['get']['db_cpu']:.0%} (activity off "
+              f"{postgres['get-off']['db_cpu']:.0%}), during DELETE {postgres['delete']['db_cpu']:.0%}")
     get, floor, off = results["get"], results["floor"], results["get-off"]
     print(f"GET token+cookie, activity off (the floor's work) / floor: {off['rps'] / floor['rps']:.2f}x req/s, "
           f"p99 {off['p99'] / floor['p99']:.2f}x the floor's (medians of {args.rounds} rounds); round by round: "
