@@ -218,10 +218,26 @@ def run_size(users: int, args, constants: dict) -> dict:
     finally:
         for server in servers.values():
             server.stop()
+    results.update(reads_off(env, args, keys=("get-off-threads",)))
     results["interference"] = gets_while_logging_in(env, args)
     if args.postgres:
         results["postgres"] = run_postgres(env, seed_file, users, args)
     shutil.rmtree(work, ignore_errors=True)
+    return results
+
+
+def reads_off(env: dict, args, keys=("get-off", "get-off-threads"), postgres: bool = False) -> dict:
+    """GET with activity off on one worker, with the bench's thread count ("get-off") and with the
+    production one ("get-off-threads"): with one thread a worker idles while PostgreSQL answers."""
+    results = {}
+    threads_of = {"get-off": args.threads, "get-off-threads": production_threads()}
+    for key, threads in ((key, threads_of[key]) for key in keys):
+        server = service({**env, "SESSIONS_TOUCH_SECONDS": "0"}, threads)
+        try:
+            wrk(server, "get", env, 2, args.connections)
+            results[key] = wrk(server, "get", env, args.seconds, args.connections, postgres=postgres)
+        finally:
+            server.stop()
     return results
 
 
@@ -238,12 +254,7 @@ def run_postgres(env: dict, seed_file: Path, users: int, args) -> dict:
     env = {**env, "SESSIONS_DATABASE_URL": url}
     try:
         results = {"seed_seconds": seed(env, seed_file)}
-        server = service({**env, "SESSIONS_TOUCH_SECONDS": "0"}, args.threads)
-        try:
-            wrk(server, "get", env, 2, args.connections)
-            results["get-off"] = wrk(server, "get", env, args.seconds, args.connections, postgres=True)
-        finally:
-            server.stop()
+        results.update(reads_off(env, args, postgres=True))
         server = service(env, args.threads)
         try:
             wrk(server, "get", env, 2, args.connections)
@@ -277,11 +288,17 @@ def print_size(users: int, results: dict, constants: dict, args) -> None:
         postgres = results["postgres"]
         print_row("PostgreSQL: GET token+cookie", postgres["get"])
         print_row("PostgreSQL: GET, activity off", postgres["get-off"])
+        threads = production_threads()
+        print_row(f"PostgreSQL: GET, off, {threads} threads", postgres["get-off-threads"])
+        print_row(f"SQLite: GET, off, {threads} threads", results["get-off-threads"])
         print_row("PostgreSQL: DELETE one session", postgres["delete"])
-        print(f"PostgreSQL: seeded in {postgres['seed_seconds']:.1f} s; GET {postgres['get']['rps'] / results['get']['rps']:.2f}x "
-              f"SQLite's, activity off {postgres['get-off']['rps'] / results['get-off']['rps']:.2f}x; "
+        print(f"PostgreSQL: seeded in {postgres['seed_seconds']:.1f} s; GET x SQLite's: activity on "
+              f"{postgres['get']['rps'] / results['get']['rps']:.2f}x, activity off "
+              f"{postgres['get-off']['rps'] / results['get-off']['rps']:.2f}x, activity off with {threads} threads "
+              f"{postgres['get-off-threads']['rps'] / results['get-off-threads']['rps']:.2f}x; "
               f"PostgreSQL's own CPU during GET {postgres['get']['db_cpu']:.0%} (activity off "
-              f"{postgres['get-off']['db_cpu']:.0%}), during DELETE {postgres['delete']['db_cpu']:.0%}")
+              f"{postgres['get-off']['db_cpu']:.0%}, {threads} threads {postgres['get-off-threads']['db_cpu']:.0%}), "
+              f"during DELETE {postgres['delete']['db_cpu']:.0%}")
     get, floor, off = results["get"], results["floor"], results["get-off"]
     print(f"GET token+cookie, activity off (the floor's work) / floor: {off['rps'] / floor['rps']:.2f}x req/s, "
           f"p99 {off['p99'] / floor['p99']:.2f}x the floor's (medians of {args.rounds} rounds); round by round: "
