@@ -15,6 +15,7 @@ import orjson
 from flask import Flask, Response, request_tearing_down
 from flask.globals import request_ctx
 from flask.json.provider import JSONProvider
+from werkzeug.routing import MapAdapter
 from werkzeug.routing import Rule as WerkzeugRule
 
 
@@ -32,6 +33,8 @@ class WholeBodyResponse(Response):
 _NO_BODY = frozenset((*range(100, 200), 204, 304))
 # How many functions SessionsApp.ensure_sync remembers: every view and hook, with room to spare.
 SYNCED_FUNCTIONS = 256
+# How many bindings to a host SessionsApp.create_url_adapter keeps.
+BOUND_HOSTS = 64
 
 
 class OrjsonProvider(JSONProvider):
@@ -72,10 +75,42 @@ class SessionsApp(Flask):
         # Flask inspects each view, hook and teardown on every request (a microsecond each on
         # the GET path). Bounded: after_this_request gets a new closure per request.
         self._synced = lru_cache(maxsize=SYNCED_FUNCTIONS)(super().ensure_sync)
+        # create_url_adapter's, by what werkzeug's Map.bind_to_environ reads of the environ
+        self._bindings: dict = {}
 
     def ensure_sync(self, func):
         """Flask's, remembered for the most recently used functions."""
         return self._synced(func)
+
+    def create_url_adapter(self, request):
+        """Flask's, with werkzeug's binding to the request's host done once per host rather than
+        on every request (it reads the Host header twice and runs the IDNA codec: about 4 us of
+        a GET's ~120 in-process). The adapter Flask makes for the first request of a host, scheme
+        and script root is copied for each request with its own path, method and query string.
+        Flask's own code binds every request when SERVER_NAME, TRUSTED_HOSTS, host or subdomain
+        matching are set, and for a host it refuses (werkzeug's BadHost)."""
+        if (request is None or self.config["SERVER_NAME"] is not None or self.config["TRUSTED_HOSTS"] is not None
+                or self.url_map.host_matching or self.subdomain_matching):
+            return super().create_url_adapter(request)
+        environ = request.environ
+        get = environ.get
+        key = (get("HTTP_HOST"), get("SERVER_NAME"), get("SERVER_PORT"), get("wsgi.url_scheme"), get("SCRIPT_NAME"),
+               get("HTTP_CONNECTION"), get("HTTP_UPGRADE"))
+        bound = self._bindings.get(key)
+        if bound is None:
+            bound = super().create_url_adapter(request)
+            if len(self._bindings) >= BOUND_HOSTS:
+                self._bindings.clear()  # Host headers are the client's to choose: kept bounded
+            self._bindings[key] = bound
+        # request.host, which Flask sets here to check TRUSTED_HOSTS, is left to werkzeug to
+        # work out if something asks for it: with no trusted hosts it is the same value.
+        adapter = object.__new__(MapAdapter)
+        adapter.__dict__.update(bound.__dict__)
+        path = environ.get("PATH_INFO")
+        adapter.path_info = "/" if path is None else path.encode("latin1").decode(errors="replace")
+        adapter.default_method = environ["REQUEST_METHOD"]
+        adapter.query_args = environ.get("QUERY_STRING", "")
+        return adapter
 
     def preprocess_request(self):
         """Flask's, when something is registered to run before requests (test control's hooks);
