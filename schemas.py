@@ -175,10 +175,10 @@ session_list_schema = SessionListSchema()
 activity_session_list_schema = ActivitySessionListSchema()
 
 
-# A Session's fields on the wire, in order: the rows of the request path carry these columns
-# first and in this order (models.PUBLIC_COLUMNS, ACTIVITY_COLUMNS).
-SESSION_FIELDS = ("id", "createdAt", "ua", "client", "device")
-ACTIVITY_SESSION_FIELDS = (*SESSION_FIELDS, "lastSeenAt", "ip")
+# A Session's fields on the wire, in the schemas' order: the rows of the request path carry
+# these columns first and in this order (models.PUBLIC_COLUMNS, ACTIVITY_COLUMNS).
+SESSION_FIELDS = tuple(SessionSchema().fields)
+ACTIVITY_SESSION_FIELDS = tuple(ActivitySessionSchema().fields)
 
 
 def dump_session_list(listing: dict, activity_fields: bool = False) -> dict:

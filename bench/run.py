@@ -230,8 +230,8 @@ def reads_off(env: dict, args, keys=("get-off", "get-off-threads"), postgres: bo
     """GET with activity off on one worker, with the bench's thread count ("get-off") and with the
     production one ("get-off-threads"): with one thread a worker idles while PostgreSQL answers."""
     results = {}
-    threads_of = {"get-off": args.threads, "get-off-threads": production_threads()}
-    for key, threads in ((key, threads_of[key]) for key in keys):
+    for key in keys:
+        threads = args.threads if key == "get-off" else production_threads()
         server = service({**env, "SESSIONS_TOUCH_SECONDS": "0"}, threads)
         try:
             wrk(server, "get", env, 2, args.connections)
