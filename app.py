@@ -2,37 +2,12 @@
 
 import os
 
+import click
 from flask import Blueprint, Flask, current_app, jsonify, request
 from werkzeug.exceptions import ServiceUnavailable
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 import cli
-import credentials
-import events
-import security_log
-import seed
-import sessions
-from account import account
-from activity import init_activity
-from admin import admin
-from auth import clear_session_cookie, logged_in_session, resolve_caller, session_cookie, set_session_cookie
-from cors import init_cors
-from crosssite import refuse_cross_site
-from database import (
-    Reader,
-    check_database_opens,
-    configure_engine,
-    db,
-    migrate,
-    prepare_sqlite_file,
-    schema_is_current,
-    schema_problem,
-)
-from errors import register_error_handlers
-from forward_auth import forward_auth
-from framework import SessionsApp
-from openapi import build_openapi
-from ratelimit import check_login_attempt, init_rate_limits, limit_storage_problem
 from schemas import (
     dump_session_list,
     health_schema,
@@ -42,8 +17,33 @@ from schemas import (
     logout_response_schema,
     revoke_schema,
 )
-from settings import ConfigError, load_settings, unknown_variables
-from useragent import warm_up
+from zipline_sessions.activity import events
+from zipline_sessions.activity.last_seen import init_activity
+from zipline_sessions.auth import sessions
+from zipline_sessions.auth.caller import (
+    clear_session_cookie,
+    logged_in_session,
+    resolve_caller,
+    session_cookie,
+    set_session_cookie,
+)
+from zipline_sessions.config.checks import ConfigError
+from zipline_sessions.config.settings import load_settings, unknown_variables
+from zipline_sessions.devices.useragent import warm_up
+from zipline_sessions.fixture import seed_file, seeding
+from zipline_sessions.fixture.cors import init_cors
+from zipline_sessions.security import credentials, security_log
+from zipline_sessions.security.crosssite import refuse_cross_site
+from zipline_sessions.security.ratelimit import check_login_attempt, init_rate_limits, limit_storage_problem
+from zipline_sessions.sidecar.account import account
+from zipline_sessions.sidecar.admin import admin
+from zipline_sessions.sidecar.forward_auth import forward_auth
+from zipline_sessions.storage.database import check_database_opens, configure_engine, db, prepare_sqlite_file
+from zipline_sessions.storage.reader import Reader
+from zipline_sessions.storage.schema import migrate, schema_is_current, schema_problem
+from zipline_sessions.web.errors import register_error_handlers
+from zipline_sessions.web.framework import SessionsApp
+from zipline_sessions.web.openapi import build_openapi
 
 api = Blueprint("api", __name__, url_prefix="/api")
 
@@ -101,7 +101,21 @@ def openapi_document():
 
 
 def create_app(config: dict | None = None) -> Flask:
-    """Build the app; `config` overrides defaults and SESSIONS_* variables (tests use it)."""
+    """Build the app; `config` overrides defaults and SESSIONS_* variables (tests use it).
+
+    Under `flask --app app ...` a wrong setting is one line and exit status 1, for --help too:
+    Flask prints the traceback of an app that fails to load while it lists the commands.
+    """
+    try:
+        return build_app(config)
+    except ConfigError as error:
+        if click.get_current_context(silent=True) is None:
+            raise  # serve.py and tests handle it themselves
+        error.show()
+        raise SystemExit(error.exit_code) from None
+
+
+def build_app(config: dict | None) -> Flask:
     app = SessionsApp(__name__)
     for warning in unknown_variables(os.environ):
         app.logger.warning(warning)
@@ -131,7 +145,7 @@ def create_app(config: dict | None = None) -> Flask:
     app.register_blueprint(account)
     init_rate_limits(app)
     if app.config["TEST_CONTROL"]:
-        from test_control import init_test_control  # test-only code: not even imported otherwise
+        from zipline_sessions.fixture.test_control import init_test_control
 
         init_test_control(app)
     cli.register(app)
@@ -148,9 +162,9 @@ def seed_at_start(app: Flask) -> None:
             raise ConfigError("SESSIONS_SEED_FILE needs the database schema up to date: run flask --app app "
                               "db-upgrade, or leave SESSIONS_AUTO_MIGRATE on")
         try:
-            counts = seed.seed_empty_database(app.config["SEED_FILE"], app.config["TTL_SECONDS"],
+            counts = seeding.seed_empty_database(app.config["SEED_FILE"], app.config["TTL_SECONDS"],
                                               app.config["MAX_PER_USER"])
-        except seed.SeedError as error:
+        except seed_file.SeedError as error:
             raise ConfigError(f"SESSIONS_SEED_FILE refused, nothing stored: {error}") from None
     if counts is None:
         app.logger.info("SESSIONS_SEED_FILE not loaded: the database already has users")

@@ -9,17 +9,18 @@ from flask.cli import with_appcontext
 from sqlalchemy.exc import IntegrityError
 from werkzeug.exceptions import BadRequest
 
-import account
-import contract_check
-import credentials
-import events
 import models
-import seed
-import sessions
-from database import db, migrate, write_transaction
 from schemas import ActivitySessionSchema, storable_text_problem
-from security_log import security_event
-from timestamps import format_timestamp
+from zipline_sessions.activity import events
+from zipline_sessions.auth import sessions
+from zipline_sessions.fixture import contract_check, seed_file, seeding
+from zipline_sessions.security import credentials
+from zipline_sessions.security.security_log import security_event
+from zipline_sessions.sidecar import account
+from zipline_sessions.storage import clock
+from zipline_sessions.storage.database import db, write_transaction
+from zipline_sessions.storage.schema import migrate
+from zipline_sessions.storage.timestamps import format_timestamp
 
 session_schema = ActivitySessionSchema()
 # purge-expired deletes in transactions of this many sessions: none holds the write lock long.
@@ -67,10 +68,10 @@ def seed_command(path):
     """Load users, tokens and sessions from a JSON seed file (all or nothing)."""
     try:
         config = current_app.config
-        users = seed.parse_seed(seed.read_seed_file(path), config["TTL_SECONDS"], models.utcnow(),
+        users = seed_file.parse_seed(seed_file.read_seed_file(path), config["TTL_SECONDS"], clock.utcnow(),
                                 max_per_user=config["MAX_PER_USER"])
-        user_count, session_count = seed.store_seed(users)
-    except seed.SeedError as error:
+        user_count, session_count = seeding.store_seed(users)
+    except seed_file.SeedError as error:
         raise click.ClickException(f"seed file refused, nothing stored: {error}") from None
     click.echo(f"Seeded {user_count} users and {session_count} sessions.")
 

@@ -4,7 +4,7 @@ from flask import request
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate, validates_schema
 from werkzeug.exceptions import BadRequest, UnsupportedMediaType
 
-from useragent import DEVICES
+from zipline_sessions.devices.useragent import DEVICES
 
 
 class Timestamp(fields.String):
@@ -98,7 +98,7 @@ class LoginSchema(RequestSchema):
     password = fields.String(required=True, validate=[validate.Length(min=1, max=1024), _storable])
 
 
-# PATCH /api/user: the rules of a new password (the username rule needs the user: account.py).
+# PATCH /api/user: the rules of a new password (the username rule needs the user: sidecar/account.py).
 MIN_PASSWORD_LENGTH = 8
 MAX_PASSWORD_LENGTH = 1024
 # The other fields of Zipline v4's PATCH /api/user body; this service changes only the password.

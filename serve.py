@@ -113,10 +113,10 @@ def announce_when_ready(base_url: str, host: str, port: int, ready_file: str | N
 
 
 def main() -> int:
-    import events
     from app import create_app
-    from database import db
-    from settings import ConfigError
+    from zipline_sessions.activity import webhooks
+    from zipline_sessions.config.checks import ConfigError
+    from zipline_sessions.storage.database import db
 
     try:
         app = create_app()
@@ -128,7 +128,7 @@ def main() -> int:
     # Workers are forked from this process (so they share the built app); Python 3.14 would
     # otherwise pick forkserver, and Granian then spawn, which rebuilds everything per worker.
     multiprocessing.set_start_method("fork", force=True)
-    events.start_in_workers(app)  # each worker delivers session events (SESSIONS_WEBHOOK_URL)
+    webhooks.start_in_workers(app)  # each worker delivers session events (SESSIONS_WEBHOOK_URL)
     host, _, port = app.config["BIND"].rpartition(":")
     host = host.strip("[]")
     port, holder = reserve_port(host, int(port))

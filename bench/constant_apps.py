@@ -8,7 +8,7 @@ The service's microseconds above `flask_app` and the floor's above `raw` are its
 
 from flask import Flask
 
-from framework import WholeBodyResponse
+from zipline_sessions.web.framework import WholeBodyResponse
 
 BODY = b'{"current":null,"other":[]}\n'
 

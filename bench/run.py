@@ -179,7 +179,7 @@ def gets_while_logging_in(env: dict, args) -> dict:
 
 def production_threads() -> int:
     sys.path.insert(0, str(ROOT))
-    from settings import DEFAULTS
+    from zipline_sessions.config.settings import DEFAULTS
 
     return int(os.environ.get("SESSIONS_THREADS", DEFAULTS["THREADS"]))
 

@@ -1,9 +1,9 @@
-"""Alembic environment: runs on the connection database.migrate_to_head() hands over, or,
+"""Alembic environment: runs on the connection storage/schema.py's migrate() hands over, or,
 from the alembic command line, on the app's own database."""
 
 from alembic import context
 
-from database import db
+from zipline_sessions.storage.database import db
 
 
 def run_migrations(connection) -> None:
@@ -22,6 +22,7 @@ if connection is not None:
     run_migrations(connection)
 else:
     from app import create_app
+    from zipline_sessions.fixture import tables  # noqa: F401  (test control's tables, for autogenerate)
 
     with create_app({"AUTO_MIGRATE": False}).app_context(), db.engine.connect() as own_connection:
         run_migrations(own_connection)

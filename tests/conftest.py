@@ -7,10 +7,10 @@ import pytest
 from sqlalchemy import create_engine
 from sqlalchemy.engine import make_url
 
-import seed
 from app import create_app
-from database import db
-from models import utcnow
+from zipline_sessions.fixture import seed_file, seeding
+from zipline_sessions.storage.clock import utcnow
+from zipline_sessions.storage.database import db
 
 # Set (by .ci/run) to a PostgreSQL server URL to run the whole suite on PostgreSQL;
 # each run gets a throwaway database, and each test an empty schema in it.
@@ -103,7 +103,7 @@ def make_seeded_app(make_app):
     def make(**overrides):
         app = make_app(**overrides)
         with app.app_context():
-            seed.store_seed(seed.parse_seed(SEED, app.config["TTL_SECONDS"], utcnow()))
+            seeding.store_seed(seed_file.parse_seed(SEED, app.config["TTL_SECONDS"], utcnow()))
         return app
 
     return make
@@ -130,6 +130,18 @@ def cookie(token: str) -> dict:
     return {"Cookie": f"zipline_token={token}"}
 
 
+def assert_error(response, status, reason, message=None):
+    """The contract's error shape, with this status, reason phrase and (when given) message."""
+    assert response.status_code == status
+    assert response.content_type == "application/json"
+    assert set(response.json) == {"statusCode", "error", "message"}
+    assert response.json["statusCode"] == status
+    assert response.json["error"] == reason
+    assert isinstance(response.json["message"], str) and response.json["message"]
+    if message is not None:
+        assert response.json["message"] == message
+
+
 def write_json(path: Path, document) -> Path:
     path.write_text(json.dumps(document))
     return path
@@ -152,7 +164,7 @@ def security_events():
     """The security events logged during the test, as dicts."""
     import logging
 
-    from security_log import JsonLineFormatter, logger
+    from zipline_sessions.security.security_log import JsonLineFormatter, logger
 
     records = []
 

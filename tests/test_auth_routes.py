@@ -3,11 +3,10 @@
 import json
 
 import pytest
-from conftest import IPHONE_SAFARI, SEED, cookie
-from test_errors import assert_error
+from conftest import IPHONE_SAFARI, SEED, assert_error, cookie
 
-import seed
-from models import utcnow
+from zipline_sessions.fixture import seed_file, seeding
+from zipline_sessions.storage.clock import utcnow
 
 LOGIN = "/api/auth/login"
 LOGOUT = "/api/auth/logout"
@@ -295,7 +294,7 @@ def test_a_nul_or_a_lone_surrogate_in_a_login_is_400_on_every_database(client, b
 def test_a_login_beyond_the_cap_ends_the_oldest_live_sessions(make_app, security_events):
     app = make_app(MAX_PER_USER=3)
     with app.app_context():
-        seed.store_seed(seed.parse_seed(SEED, 3600, utcnow()))  # alice: two live sessions, one expired
+        seeding.store_seed(seed_file.parse_seed(SEED, 3600, utcnow()))  # alice: two live sessions, one expired
     client = app.test_client(use_cookies=False)
     first = session_cookie(log_in(client))
     assert len(client.get(SESSIONS, headers=cookie(first)).json["other"]) == 2  # 3 live: at the cap
@@ -318,7 +317,7 @@ def listed_id(client, token: str) -> str:
 def test_a_cap_of_one_keeps_only_the_new_session(make_app):
     app = make_app(MAX_PER_USER=1)
     with app.app_context():
-        seed.store_seed(seed.parse_seed({"users": [{"username": "ann", "password": "pw"}]}, 3600, utcnow()))
+        seeding.store_seed(seed_file.parse_seed({"users": [{"username": "ann", "password": "pw"}]}, 3600, utcnow()))
     client = app.test_client(use_cookies=False)
     tokens = [session_cookie(log_in(client, username="ann", password="pw")) for _ in range(3)]
     assert [client.get(SESSIONS, headers=cookie(token)).status_code for token in tokens] == [401, 401, 200]

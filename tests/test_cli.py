@@ -11,8 +11,9 @@ import pytest
 from conftest import SEED, cookie, write_json
 
 import models
-from database import db
-from models import LoginSession, User, utcnow
+from models import LoginSession, User
+from zipline_sessions.storage.clock import utcnow
+from zipline_sessions.storage.database import db
 
 SESSIONS = "/api/user/sessions"
 

@@ -3,8 +3,8 @@
 
 from conftest import IPHONE_SAFARI, cookie
 
-from database import db
 from models import LoginSession
+from zipline_sessions.storage.database import db
 
 LOGIN = "/api/auth/login"
 SESSIONS = "/api/user/sessions"
@@ -55,7 +55,7 @@ def test_each_login_purges_a_bounded_batch_of_expired_sessions(app, client, runn
 
 
 def _expired_count(app) -> int:
-    from models import utcnow
+    from zipline_sessions.storage.clock import utcnow
 
     with app.app_context():
         return db.session.query(LoginSession).filter(LoginSession.expires_at <= utcnow()).count()

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from marshmallow import ValidationError
 
 from schemas import revoke_schema
-from useragent import DEVICES, MAX_UA_LENGTH, clean_ua, describe
+from zipline_sessions.devices.useragent import DEVICES, MAX_UA_LENGTH, clean_ua, describe
 
 MISSING = object()
 # Text that databases take differently (NUL: PostgreSQL refuses it; lone surrogates: not UTF-8),

@@ -9,18 +9,20 @@ import json
 import pytest
 
 import models
-import seed
-from database import db
+from zipline_sessions.auth import lookup
+from zipline_sessions.fixture import seed_file, seeding
+from zipline_sessions.storage import clock
+from zipline_sessions.storage.database import db
 
-# Each in every activity configuration (activity.py): off, recorded, recorded and shown.
+# Each in every activity configuration (last_seen.py): off, recorded, recorded and shown.
 HOT_STATEMENTS = {"session by token": models._SESSION_BY_TOKEN}
 for variant, (touch, fields) in {"": (False, False), ", activity": (True, False),
                                  ", activity shown": (True, True)}.items():
-    statements = models.read_statements(touch, fields)
+    statements = lookup.read_statements(touch, fields)
     HOT_STATEMENTS.update({
         f"token (and cookie){variant}": statements.seen_with_token,
         f"cookie alone{variant}": statements.seen_with_cookie,
-        f"live sessions of a user{variant}": statements.live_sessions,
+        f"live sessions of a user{variant}": models._live_sessions(fields),
         f"verify by token (and cookie){variant}": statements.identity_by_token,
         f"verify by cookie{variant}": statements.identity_by_cookie,
     })
@@ -38,13 +40,13 @@ def seeded(make_app):
          + [{"token": f"c-{n}-old", "createdAt": "2025-01-01T00:00:00Z", "expiresAt": "2025-01-08T00:00:00Z"}]}
         for n in range(USERS)]}
     with app.app_context():
-        seed.store_seed(seed.parse_seed(document, app.config["TTL_SECONDS"], models.utcnow()))
+        seeding.store_seed(seed_file.parse_seed(document, app.config["TTL_SECONDS"], clock.utcnow()))
     return app
 
 
 def arguments_for(compiled) -> dict:
-    values = {"token_hash": "t" * 64, "cookie_hash": "c" * 64, "now": models.utcnow(), "user_id": 7,
-              "stale_before": models.utcnow()}
+    values = {"token_hash": "t" * 64, "cookie_hash": "c" * 64, "now": clock.utcnow(), "user_id": 7,
+              "stale_before": clock.utcnow()}
     return {name: values[name] for name in compiled.binds}
 
 

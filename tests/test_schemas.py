@@ -12,7 +12,6 @@ from sqlalchemy import DateTime
 from sqlalchemy.dialects import sqlite
 
 import models
-from database import db
 from schemas import (
     ACTIVITY_SESSION_FIELDS,
     SESSION_FIELDS,
@@ -21,7 +20,8 @@ from schemas import (
     dump_session_list,
     session_list_schema,
 )
-from timestamps import InstantBound, format_timestamp
+from zipline_sessions.storage.database import db
+from zipline_sessions.storage.timestamps import InstantBound, format_timestamp
 
 # The request path's rows: a Session's wire columns first and in order (then anything else),
 # read by position; the schema reads them by attribute.

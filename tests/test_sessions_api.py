@@ -97,8 +97,8 @@ def test_expired_sessions_are_invisible_and_purged_when_presented(client, app):
     assert "sess_old" not in ids(client.get(URL, headers={"Authorization": "tok-alice"}).json)
     assert client.get(URL, headers=cookie("cookie-old")).status_code == 401
     with app.app_context():
-        from database import db
         from models import LoginSession
+        from zipline_sessions.storage.database import db
 
         assert db.session.get(LoginSession, "sess_old") is None
 

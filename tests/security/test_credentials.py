@@ -1,0 +1,112 @@
+"""Password hashes: argon2id for new ones, older scrypt ones rehashed at login, hashing bounded."""
+
+import os
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import argon2
+from argon2.profiles import RFC_9106_LOW_MEMORY
+from werkzeug.security import generate_password_hash
+
+from models import User
+from zipline_sessions.security import credentials
+from zipline_sessions.storage.database import db, write_transaction
+
+LOGIN = "/api/auth/login"
+
+
+def stored_hash(app, username: str) -> str:
+    with app.app_context():
+        return db.session.query(User.password_hash).filter_by(username=username).scalar()
+
+
+def test_new_password_hashes_are_argon2id_at_the_rfc_9106_low_memory_profile(app, runner):
+    assert runner.invoke(args=["create-user", "gil", "--password", "hunter2-pass"]).exit_code == 0
+    for username in ("alice", "gil"):  # seeded, and made by create-user
+        password_hash = stored_hash(app, username)
+        assert password_hash.startswith("$argon2id$v=19$m=65536,t=3,p=4$")
+        assert argon2.extract_parameters(password_hash) == RFC_9106_LOW_MEMORY
+
+
+def test_an_older_scrypt_hash_logs_in_and_is_replaced_by_argon2id(app, security_events):
+    with app.app_context(), write_transaction():
+        db.session.add(User(username="olga", password_hash=generate_password_hash("old-pass", method="scrypt")))
+    client = app.test_client(use_cookies=False)
+    assert client.post(LOGIN, json={"username": "olga", "password": "wrong"}).status_code == 401
+    assert stored_hash(app, "olga").startswith("scrypt:")  # a failed login changes nothing
+
+    assert client.post(LOGIN, json={"username": "olga", "password": "old-pass"}).status_code == 200
+    rehashed = stored_hash(app, "olga")
+    assert rehashed.startswith("$argon2id$")
+    assert credentials.password_matches(rehashed, "old-pass")
+    assert "password.rehashed" in [event["event"] for event in security_events]
+    # The new hash serves the next login, and is kept.
+    assert client.post(LOGIN, json={"username": "olga", "password": "old-pass"}).status_code == 200
+    assert stored_hash(app, "olga") == rehashed
+
+
+def test_a_hash_with_weaker_parameters_is_rehashed_at_login(app):
+    weak = argon2.PasswordHasher(time_cost=1, memory_cost=8192, parallelism=1).hash("weak-pass")
+    with app.app_context(), write_transaction():
+        db.session.add(User(username="wes", password_hash=weak))
+    client = app.test_client(use_cookies=False)
+    assert client.post(LOGIN, json={"username": "wes", "password": "weak-pass"}).status_code == 200
+    assert argon2.extract_parameters(stored_hash(app, "wes")) == RFC_9106_LOW_MEMORY
+
+
+def test_a_current_hash_is_not_rewritten_at_login(app, client):
+    before = stored_hash(app, "alice")
+    assert client.post(LOGIN, json={"username": "alice", "password": "wonderland"}).status_code == 200
+    assert stored_hash(app, "alice") == before
+
+
+def test_hashes_run_on_bounded_threads_at_a_lower_priority(make_app):
+    make_app(HASH_CONCURRENCY=2)
+    running, most, lock = [0], [0], threading.Lock()
+    release = threading.Event()
+
+    def probe():
+        with lock:
+            running[0] += 1
+            most[0] = max(most[0], running[0])
+        release.wait(5)  # hold the slot while the others queue up
+        with lock:
+            running[0] -= 1
+        thread = threading.get_native_id()
+        return threading.current_thread().name, os.getpriority(os.PRIO_PROCESS, thread)
+
+    results = []
+    callers = [threading.Thread(target=lambda: results.append(credentials._run_hashing(probe))) for _ in range(5)]
+    for caller in callers:
+        caller.start()
+    threading.Timer(0.5, release.set).start()
+    for caller in callers:
+        caller.join(10)
+    assert len(results) == 5 and most[0] <= 2
+    own = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    for name, niceness in results:
+        assert name.startswith("password-hash")
+        assert niceness == min(19, own + credentials.HASH_THREAD_NICENESS)
+
+
+FORKED = """
+import os, signal, sys
+from zipline_sessions.security import credentials
+credentials.set_hash_concurrency(2)
+credentials.hash_password("before the fork")  # the pool now has a thread
+child = os.fork()
+if child == 0:
+    signal.alarm(30)  # a pool waiting for threads it does not have would hang here
+    os._exit(0 if credentials.password_matches(credentials.hash_password("pw"), "pw") else 1)
+_, status = os.waitpid(child, 0)
+sys.exit(os.waitstatus_to_exitcode(status))
+"""
+
+
+def test_a_forked_worker_hashes_on_a_pool_of_its_own():
+    root = Path(__file__).resolve().parents[2]
+    result = subprocess.run([sys.executable, "-c", FORKED], cwd=root, capture_output=True, text=True,
+                            timeout=90, check=False)
+    assert result.returncode == 0, result.stderr

@@ -1,0 +1,125 @@
+"""What a caller may do with sessions: list, revoke, log in, log out."""
+
+from flask import current_app
+from werkzeug.exceptions import BadRequest, Unauthorized
+
+import models
+from zipline_sessions.activity import events, last_seen
+from zipline_sessions.auth.caller import INVALID_SESSION, Caller
+from zipline_sessions.security import credentials
+from zipline_sessions.security.security_log import security_event
+from zipline_sessions.storage.database import write_transaction
+
+# Each login also deletes up to this many expired sessions: the table stays clean
+# without a scheduler, and no request ever waits on a large purge.
+PURGE_BATCH = 100
+
+
+def session_list(caller: Caller, rows: list | None = None) -> dict:
+    """{current, other} for the caller, as the contract shows it (from `rows` when given):
+    rows whose first columns are a Session's on the wire, the id first."""
+    rows = caller.sessions if rows is None else rows
+    current, other = None, []
+    for row in rows:
+        if row[0] == caller.session_id:
+            current = row
+        else:
+            other.append(row)
+    return {"current": current, "other": other}
+
+
+def revoke(caller: Caller, body: dict) -> dict:
+    """Revoke body["sessionId"], or every session but the caller's when body["all"];
+    returns the updated list."""
+    target = revocation_target(body, keep=caller.session_id)
+    with write_transaction():
+        username = models.lock_user(caller.user_id)
+        if username is None or (caller.session_id is not None and not models.session_is_live(caller.session_id)):
+            # Revoked by a concurrent request: a revoked session revokes nothing.
+            raise Unauthorized(INVALID_SESSION)
+        revoked = revoke_locked(caller.user_id, username, target, keep=caller.session_id, reason="user")
+    security_event("sessions.revoked", user=username, userId=caller.user_id, bySession=caller.session_id,
+                   revoked=revoked)
+    return session_list(caller, models.list_sessions(caller.user_id, caller.activity_fields))
+
+
+def revocation_target(body: dict, keep: str | None) -> str | None:
+    """The session id a valid revoke body names, or None for {"all": true}; 400 when it names
+    `keep`, the caller's own session (which only logout ends)."""
+    target = body.get("sessionId") if body.get("all") is not True else None
+    if target is not None and target == keep:
+        raise BadRequest("Cannot delete current session, use log out instead.")
+    return target
+
+
+def revoke_locked(user_id: int, username: str, target: str | None, keep: str | None, reason: str) -> list[str]:
+    """Inside a write transaction holding the user's lock (models.lock_user): revoke the user's
+    session `target`, or all of them but `keep` when target is None; the revoked ids. Each one
+    is a session.revoked event for `reason` (events.REASONS)."""
+    if target is None:
+        revoked = models.revoke_other_sessions(user_id, keep=keep)
+    else:
+        revoked = [models.revoke_session(user_id, target)]
+        if revoked[0] is None:
+            raise BadRequest("Session not found in logged in sessions")
+    events.record_many(events.REVOKED, user_id, username, revoked, reason=reason)
+    return [row.id for row in revoked]
+
+
+def log_in(username: str, password: str, user_agent: str | None,
+           presented: str | None = None) -> tuple[models.User, str]:
+    """Check the credentials and open a session; returns the user and the session token.
+
+    `presented` is the session cookie the browser sent: if it names a session of this same
+    user, that session ends as the new one opens (rotation: one browser, one live session).
+    """
+    user = models.find_user_by_name(username)
+    stored_hash = user.password_hash if user else None
+    if not credentials.password_matches(stored_hash, password):
+        security_event("login.failure", user=username)
+        # One answer for an unknown user and a wrong password.
+        raise Unauthorized("Invalid username or password")
+    # Hashed before the transaction: the write lock is not held while a hash runs.
+    new_hash = credentials.hash_password(password) if credentials.needs_rehash(stored_hash) else None
+    config = current_app.config
+    seen = last_seen.current()
+    with write_transaction():
+        models.lock_user(user.id)  # PostgreSQL: this user's logins count and cap one at a time
+        replaced = models.end_user_session_by_token(user.id, presented) if presented else None
+        events.record(events.REVOKED, user.id, user.username, replaced, reason="login")
+        opened = models.open_session(user.id, user_agent, config["TTL_SECONDS"],
+                                     seen=seen.recorded, ip=seen.address())
+        events.record(events.CREATED, user.id, user.username, opened)
+        ended = models.end_oldest_sessions(user.id, keep=opened.id, limit=config["MAX_PER_USER"])
+        events.record_many(events.REVOKED, user.id, user.username, ended, reason="cap")
+        rehashed = new_hash is not None and models.replace_password_hash(user.id, stored_hash, new_hash)
+        purged = len(purge_expired(PURGE_BATCH))
+    security_event("login.success", user=user.username, userId=user.id, sessionId=opened.id,
+                   client=opened.client, device=opened.device)
+    if replaced:
+        security_event("login.rotated", user=user.username, userId=user.id, ended=replaced.id, sessionId=opened.id)
+    if ended:
+        security_event("sessions.capped", user=user.username, userId=user.id, limit=config["MAX_PER_USER"],
+                       ended=[row.id for row in ended])
+    if rehashed:
+        security_event("password.rehashed", user=user.username, userId=user.id)
+    if purged:
+        security_event("sessions.purged", count=purged)
+    return user, opened.token
+
+
+def purge_expired(limit: int | None) -> list:
+    """Inside a write transaction: delete expired sessions (at most `limit`), each a
+    session.expired event; the ended rows."""
+    purged = models.purge_expired(limit=limit)
+    events.record_expired(purged)
+    return purged
+
+
+def log_out(session) -> None:
+    """End the session the cookie names."""
+    with write_transaction():
+        ended = models.end_session(session.id)
+        if ended is not None:
+            events.record(events.ENDED, ended.user_id, None, ended)
+    security_event("logout", userId=session.user_id, sessionId=session.id)
