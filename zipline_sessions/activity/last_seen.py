@@ -4,7 +4,7 @@ A use is a request that names the session by its cookie (the sessions routes, ve
 written at most once per SESSIONS_TOUCH_SECONDS per session: the request's own read already
 says whether the session is due (auth/lookup.py's statements, `stale`), and only then is one small
 UPDATE run, after the response has been sent, on a connection of the thread's own that does not
-wait for the disk (database.ACTIVITY_CONNECTION_SETUP). An activity write is not a revocation:
+wait for the disk (storage/database.py, ACTIVITY_CONNECTION_SETUP). An activity write is not a revocation:
 one lost to a power cut costs a minute of "last seen", and a busy database skips it.
 """
 

@@ -19,7 +19,7 @@ class Caller(NamedTuple):
     user_id: int
     session_id: str | None  # the session the cookie names, when it is this user's
     # The user's live sessions when the caller was resolved, oldest first: rows whose first
-    # columns are a Session's on the wire (models.sessions_seen_by).
+    # columns are a Session's on the wire (lookup.sessions_seen_by).
     sessions: list
     activity_fields: bool = False  # the rows carry last activity to show (SESSIONS_ACTIVITY_FIELDS)
 

@@ -63,7 +63,7 @@ def load_settings(app: Flask, overrides: dict | None) -> None:
         app.config.update(overrides)
     config = app.config
     check_settings(config)
-    if not config["DATABASE_URL"]:  # the folder is made with the file (database.prepare_sqlite_file)
+    if not config["DATABASE_URL"]:  # the folder is made with the file (storage/database.py, prepare_sqlite_file)
         config["DATABASE_URL"] = "sqlite:///" + os.path.join(app.instance_path, "sessions.db")
     config["SQLALCHEMY_DATABASE_URI"] = config["DATABASE_URL"]
     # Database errors are logged; their SQL parameters (hashes, usernames) are not.

@@ -3,7 +3,7 @@
 Each attempt is counted before its password is checked, against each key in that order,
 until one refuses it: an attempt refused for its (username, address) never reaches the
 address's or the username's count, so one address cannot use up a username's backstop.
-Counts live in the database (models.LoginAttempt) unless SESSIONS_RATELIMIT_STORAGE_URL
+Counts live in the database (attempts.py, LoginAttempt) unless SESSIONS_RATELIMIT_STORAGE_URL
 names a `limits` storage (Redis); either way every worker counts together and a restart
 forgets nothing. Password changes are limited by the same settings, counted apart from
 logins. Only the login and password-change views call in here: no other request pays.

@@ -2,7 +2,7 @@
 
 from datetime import UTC, datetime
 
-# Where "now" comes from when it is not the real clock: set by test_control.py when an app with
+# Where "now" comes from when it is not the real clock: set by fixture/test_control.py when an app with
 # SESSIONS_TEST_CONTROL is built (never otherwise); it answers None outside such an app.
 clock_hook = None
 
