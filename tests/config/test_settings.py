@@ -54,6 +54,11 @@ def test_environment_variables_configure_the_app(tmp_path, monkeypatch):
         ("SESSIONS_COOKIE_SAMESITE", "Loose", "SESSIONS_COOKIE_SAMESITE must be one of Lax, Strict, None"),
         ("SESSIONS_COOKIE_SAMESITE", "None", "SESSIONS_COOKIE_SAMESITE=None needs SESSIONS_COOKIE_SECURE=true"),
         ("SESSIONS_ERROR_PROFILE", "zipline", "SESSIONS_ERROR_PROFILE must be one of contract, zipline-v4"),
+        ("SESSIONS_TEST_CONTROL_HOSTS", "*", "SESSIONS_TEST_CONTROL_HOSTS: '\\*' is not a host name"),
+        ("SESSIONS_TEST_CONTROL_HOSTS", "mock.test:8000", "SESSIONS_TEST_CONTROL_HOSTS: 'mock.test:8000' is not a host"),
+        ("SESSIONS_TEST_CONTROL_HOSTS", "ok.test, http://mock.test", "'http://mock.test' is not a host name"),
+        ("SESSIONS_TEST_CONTROL_HOSTS", "*.mock.test", "'\\*.mock.test' is not a host name"),
+        ("SESSIONS_TEST_CONTROL_HOSTS", "3", "SESSIONS_TEST_CONTROL_HOSTS must be comma-separated host names, not 3"),
     ],
 )
 def test_a_bad_setting_stops_the_start_and_names_itself(tmp_path, monkeypatch, variable, value, message):
@@ -72,6 +77,12 @@ def test_cors_origins_are_a_comma_separated_list(make_app):
     app = make_app(CORS_ORIGINS="http://localhost:5173, https://app.example.com/")
     assert app.config["CORS_ORIGINS"] == ("http://localhost:5173", "https://app.example.com")
     assert make_app().config["CORS_ORIGINS"] == ()
+
+
+def test_test_control_hosts_are_a_comma_separated_list_of_names(make_app):
+    app = make_app(TEST_CONTROL_HOSTS="Mock.Test., .dev.test , ")
+    assert app.config["TEST_CONTROL_HOSTS"] == ("mock.test", ".dev.test")
+    assert make_app().config["TEST_CONTROL_HOSTS"] == ()
 
 
 @pytest.mark.parametrize(("value", "spelled"), [("lax", "Lax"), ("STRICT", "Strict"), ("none", "None")])
@@ -134,9 +145,11 @@ def test_an_unknown_sessions_variable_warns_naming_the_nearest_setting(tmp_path,
     monkeypatch.setenv("SESSIONS_TTL", "3600")
     monkeypatch.setenv("SESSIONS_COOKIE_SECURED", "true")
     monkeypatch.setenv("SESSIONS_TEST_SOMETHING", "x")  # the test suite's own: no warning
+    monkeypatch.setenv("SESSIONS_TEST_CONTROL_HOST", "mock.test")  # a setting's typo, though
     with caplog.at_level(logging.WARNING):
         create_app({"LOGIN_RATE_LIMIT": "off"})
     assert [record.getMessage() for record in caplog.records] == [
         "SESSIONS_COOKIE_SECURED is not a setting and is ignored; did you mean SESSIONS_COOKIE_SECURE?",
+        "SESSIONS_TEST_CONTROL_HOST is not a setting and is ignored; did you mean SESSIONS_TEST_CONTROL_HOSTS?",
         "SESSIONS_TTL is not a setting and is ignored; did you mean SESSIONS_TTL_SECONDS?",
     ]

@@ -1,5 +1,7 @@
 """The checks of each setting: a setting that makes no sense stops the start with one line naming it."""
 
+import re
+
 import click
 from limits import parse_many
 from limits.storage import SCHEMES
@@ -19,6 +21,9 @@ MIN_SECRET_LENGTH = 16
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
 SAMESITE_VALUES = ("Lax", "Strict", "None")
 ERROR_PROFILES = ("contract", "zipline-v4")
+# A SESSIONS_TEST_CONTROL_HOSTS entry: a name (labels of letters, digits, - and _), or .name for it
+# and its subdomains. No wildcard, no port.
+HOST_NAME = re.compile(r"\.?[a-z0-9_-]+(\.[a-z0-9_-]+)*")
 
 
 def check_settings(config) -> None:
@@ -58,6 +63,13 @@ def check_settings(config) -> None:
 
 
 def _check_fixture(config) -> None:
+    hosts = config["TEST_CONTROL_HOSTS"]
+    if not isinstance(hosts, str | tuple):
+        raise ConfigError(f"SESSIONS_TEST_CONTROL_HOSTS must be comma-separated host names, not {hosts!r}")
+    for host in parse_hosts(hosts):
+        if not HOST_NAME.fullmatch(host):
+            raise ConfigError(f"SESSIONS_TEST_CONTROL_HOSTS: {host!r} is not a host name such as mock.test or "
+                              ".mock.test (and its subdomains); name each host, without a port")
     seed_file = config["SEED_FILE"]
     if seed_file == "":
         config["SEED_FILE"] = seed_file = None
@@ -152,6 +164,14 @@ def parse_origins(text: str | tuple) -> tuple[str, ...]:
     if isinstance(text, tuple):
         return text
     return tuple(part.strip().rstrip("/") for part in text.split(",") if part.strip())
+
+
+def parse_hosts(text: str | tuple) -> tuple[str, ...]:
+    """SESSIONS_TEST_CONTROL_HOSTS as a tuple of lower-case names without a trailing dot (already
+    parsed: as is)."""
+    if isinstance(text, tuple):
+        return text
+    return tuple(part.strip().lower().removesuffix(".") for part in text.split(",") if part.strip())
 
 
 def _is_origin(text: str) -> bool:

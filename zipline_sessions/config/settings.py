@@ -5,7 +5,7 @@ import os
 
 from flask import Flask
 
-from zipline_sessions.config.checks import check_settings, parse_origins
+from zipline_sessions.config.checks import check_settings, parse_hosts, parse_origins
 
 # Keys as they stand after the SESSIONS_ prefix; each one is in the README's table.
 DEFAULTS = {
@@ -41,6 +41,8 @@ DEFAULTS = {
     "READY_FILE": None,  # a path: serve.py writes the base URL there once the service answers
     # Test fixtures (README, "Use it in tests"): the /__test__/ routes, for loopback clients only.
     "TEST_CONTROL": False,
+    # Host names besides loopback ones under which test control answers (comma-separated; .name: and subdomains).
+    "TEST_CONTROL_HOSTS": "",
     "SEED_FILE": None,  # a seed file loaded at start into a database that has no users
     # Last activity (activity/last_seen.py): written at most once per TOUCH_SECONDS per session; 0: not recorded.
     "TOUCH_SECONDS": 60,
@@ -70,6 +72,7 @@ def load_settings(app: Flask, overrides: dict | None) -> None:
     config["SQLALCHEMY_ENGINE_OPTIONS"] = {"hide_parameters": True}
     config["MAX_CONTENT_LENGTH"] = config["MAX_BODY_BYTES"]
     config["CORS_ORIGINS"] = parse_origins(config["CORS_ORIGINS"])
+    config["TEST_CONTROL_HOSTS"] = parse_hosts(config["TEST_CONTROL_HOSTS"])
     config["COOKIE_SAMESITE"] = config["COOKIE_SAMESITE"].capitalize()  # lax -> Lax, as browsers spell it
     if config["WORKERS"] is None:
         config["WORKERS"] = os.cpu_count() or 1
@@ -79,13 +82,18 @@ def load_settings(app: Flask, overrides: dict | None) -> None:
 TEST_VARIABLE_PREFIX = "SESSIONS_TEST_"
 
 
+def _test_suite_variable(name: str) -> bool:
+    """SESSIONS_TEST_* but SESSIONS_TEST_CONTROL* (a typo of SESSIONS_TEST_CONTROL_HOSTS is warned)."""
+    return name.startswith(TEST_VARIABLE_PREFIX) and not name.startswith("SESSIONS_TEST_CONTROL")
+
+
 def unknown_variables(environ) -> list[str]:
     """A warning line for each SESSIONS_* variable that is no setting (a typo such as
     SESSIONS_TTL), naming the nearest one that is."""
     known = [f"SESSIONS_{key}" for key in DEFAULTS]
     lines = []
     for name in sorted(environ):
-        if name.startswith("SESSIONS_") and name not in known and not name.startswith(TEST_VARIABLE_PREFIX):
+        if name.startswith("SESSIONS_") and name not in known and not _test_suite_variable(name):
             nearest = difflib.get_close_matches(name, known, n=1, cutoff=0)[0]
             lines.append(f"{name} is not a setting and is ignored; did you mean {nearest}?")
     return lines

@@ -30,6 +30,11 @@ ZIPLINE_MESSAGES = {code: message for message, code in ZIPLINE_CODES.items()}
 # A message Zipline has no code for gets one by status. Every other 400 here is a body that
 # fails its schema; 503 is the health check's; the rest take Zipline's catch-all codes.
 ZIPLINE_CODES_BY_STATUS = {400: 1000, 401: 2000, 403: 9001, 404: 9002, 500: 9004, 503: 6003}
+# An error that names no cause (an injected fault: its exception's `generic` is true) gets the code
+# Zipline gives no cause in particular: its catch-alls (9000 Bad request for any 4xx, 9001
+# Forbidden, 9002 Not found, 9004 Internal server error for any 5xx), and 2000 for a 401, the one
+# thing a 401 says there; never 1000 (a body that fails its schema) nor 6003 (the health check).
+ZIPLINE_GENERIC_CODES = {401: 2000, 403: 9001, 404: 9002}
 # werkzeug's own wording of each status, which Zipline's generic messages replace.
 DEFAULT_DESCRIPTIONS = {status: cls.description for status, cls in default_exceptions.items()}
 
@@ -39,7 +44,8 @@ def error_response(error: HTTPException):
     (Allow, Retry-After)."""
     response = error.get_response()
     if current_app.config["ERROR_PROFILE"] == "zipline-v4":
-        body = zipline_error_schema.dump(zipline_v4_body(error.code, error.name, error.description))
+        body = zipline_error_schema.dump(zipline_v4_body(error.code, error.name, error.description,
+                                                         generic=getattr(error, "generic", False)))
     else:
         body = error_schema.dump({"statusCode": error.code, "error": error.name, "message": error.description})
     response.set_data(jsonify(body).get_data())
@@ -47,9 +53,10 @@ def error_response(error: HTTPException):
     return response
 
 
-def zipline_v4_body(status: int, reason: str, message: str) -> dict:
+def zipline_v4_body(status: int, reason: str, message: str, generic: bool = False) -> dict:
     """{"error": "E<code>: <message>", "code", "statusCode"} for an error of `status`."""
-    code = ZIPLINE_CODES.get(message) or ZIPLINE_CODES_BY_STATUS.get(status, 9000 if status < 500 else 9004)
+    by_status = ZIPLINE_GENERIC_CODES if generic else ZIPLINE_CODES_BY_STATUS
+    code = ZIPLINE_CODES.get(message) or by_status.get(status, 9000 if status < 500 else 9004)
     if message == DEFAULT_DESCRIPTIONS.get(status):
         # werkzeug's generic sentence: Zipline's generic message when its code means this
         # status, else the status's reason phrase.
