@@ -1,4 +1,5 @@
-"""The login limit's counters in the database (the default storage): one row per counted key."""
+"""The login limit's counters in the database (the default storage): one row per counted key; and
+marks, rows that only keep a time (the spacing of one user's token resets)."""
 
 from datetime import datetime, timedelta
 
@@ -55,3 +56,16 @@ def purge_stale_login_attempts(limit: int) -> int:
     stale = (select(_ATTEMPTS.c.key).where(_ATTEMPTS.c.resets_at <= utcnow()).order_by(_ATTEMPTS.c.resets_at)
              .limit(limit).with_for_update(skip_locked=True))
     return db.session.execute(delete(_ATTEMPTS).where(_ATTEMPTS.c.key.in_(stale.scalar_subquery()))).rowcount
+
+
+def read_mark(key: str) -> datetime | None:
+    """The time kept under `key` (its resets_at), or None."""
+    return db.session.execute(select(_ATTEMPTS.c.resets_at).where(_ATTEMPTS.c.key == key)).scalar_one_or_none()
+
+
+def set_mark(key: str, until: datetime) -> None:
+    """Inside a write transaction: keep `until` under `key` (purged once it has passed)."""
+    statement = (_UPSERTS[db.session.get_bind().dialect.name](_ATTEMPTS)
+                 .values(key=key, attempts=0, resets_at=until)
+                 .on_conflict_do_update(index_elements=[_ATTEMPTS.c.key], set_={"attempts": 0, "resets_at": until}))
+    db.session.execute(statement)
