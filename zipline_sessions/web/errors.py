@@ -33,10 +33,10 @@ ZIPLINE_CODES = {
 }
 ZIPLINE_MESSAGES = {code: message for message, code in ZIPLINE_CODES.items()}
 # Our refusals of a case Zipline answers with another of its messages: DELETE /api/user/sessions
-# with {}, {"all": false} or {"sessionId": ""} falls through to "not found" there.
+# with {}, {"all": false}, or a sessionId of "" (or longer than any) falls through to "not found" there.
 ZIPLINE_ANSWERS = {
     "Provide either sessionId or all: true.": "Session not found in logged in sessions",
-    "sessionId: Shorter than minimum length 1.": "Session not found in logged in sessions",
+    "sessionId: Length must be between 1 and 255.": "Session not found in logged in sessions",
 }
 # Zipline's codeToHttpStatus: 1xxx 400, 2xxx 401, 3xxx 403, 4xxx 404, 5xxx 413, 6xxx 500; 9xxx by table.
 ZIPLINE_STATUS_BY_THOUSAND = {1: 400, 2: 401, 3: 403, 4: 404, 5: 413, 6: 500}
