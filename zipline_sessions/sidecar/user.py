@@ -50,10 +50,10 @@ def reset_api_token():
     refuse_cross_site("token reset")
     caller = identify_caller()
     token, _ = presented_credentials()
+    body = token_reset_body()  # checked whoever sends one
     # A cookie alone must bring the current password too (not in Zipline, which asks for nothing).
     ask_password = token is None and not zipline_v4()
-    current = token_reset_body().get("currentPassword") if ask_password else None
-    username, new_token = account.reset_token(caller, token, current, ask_password)
+    username, new_token = account.reset_token(caller, token, body.get("currentPassword"), ask_password)
     return {"user": user_body(caller.user_id, username), "token": new_token}
 
 
