@@ -104,6 +104,15 @@ def test_resets_are_limited_per_user_whatever_the_address(make_seeded_app, secur
     assert client.patch(TOKEN, headers={"Authorization": "tok-bob"}).status_code == 200  # bob counts apart
 
 
+def test_a_flood_of_resets_is_refused_by_reads_and_logged_once(make_seeded_app, security_events):
+    client = make_seeded_app(TOKEN_RESET_RATE_LIMIT="1 per hour").test_client(use_cookies=False)
+    token = client.patch(TOKEN, headers={"Authorization": "tok-alice"}).json["token"]
+    answers = [client.patch(TOKEN, headers={"Authorization": token}).status_code for _ in range(20)]
+    assert answers == [429] * 20
+    assert [e["event"] for e in security_events].count("token.rate_limited") == 1  # the first refusal only
+    assert status(client, {"Authorization": token}) == 200
+
+
 def test_a_second_reset_within_a_second_is_refused(make_seeded_app):
     client = make_seeded_app(TEST_CONTROL=True).test_client(use_cookies=False)
     client.post("/__test__/clock", json={"set": "2030-01-01T00:00:00Z"})  # held: it moves only when told

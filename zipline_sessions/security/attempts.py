@@ -48,6 +48,16 @@ def count_login_attempt(key: str, allowed: int, window: timedelta) -> datetime |
     return None if attempts <= allowed else resets_at
 
 
+def refused_until(key: str, allowed: int) -> datetime | None:
+    """When the window of `key` ends, if its `allowed` attempts are used up already; else None.
+    A read: an attempt it refuses needs no write (count_login_attempt would leave the row as is)."""
+    query = select(_ATTEMPTS.c.resets_at).where(_ATTEMPTS.c.key == key, _ATTEMPTS.c.attempts > allowed,
+                                                _ATTEMPTS.c.resets_at > utcnow())
+    resets_at = db.session.execute(query).scalar_one_or_none()
+    db.session.commit()  # end the read: SQLite would otherwise hold its snapshot
+    return resets_at
+
+
 def purge_stale_login_attempts(limit: int) -> int:
     """Delete up to `limit` counters whose window is over (oldest first); returns how many.
 

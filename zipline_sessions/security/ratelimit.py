@@ -60,12 +60,18 @@ class Check(NamedTuple):
 class Refusal(NamedTuple):
     check: Check
     wait: float  # seconds until that key's window ends
+    repeated: bool = False  # the key was refused before in this window (its security event was logged then)
 
 
 class DatabaseCounter:
     """Counts in the service's database: one short write transaction per attempt."""
 
     def take(self, checks: list[Check]) -> Refusal | None:
+        # A flood on a key already over its limit is refused by a read, not a write each: the
+        # write would refuse it at the first key and change no count.
+        first = checks[0] if checks else None
+        if first is not None and (resets_at := attempts.refused_until(first.digest, first.item.amount)):
+            return Refusal(first, (resets_at - clock.utcnow()).total_seconds(), repeated=True)
         with write_transaction():
             refusal = None
             for check in checks:
@@ -177,7 +183,8 @@ def _take(counter, checks: list[Check], username: str, event: str, too_many: str
         current_app.logger.error("%s: %s", STORAGE_DOWN, error)
         raise ServiceUnavailable(STORAGE_DOWN) from None
     if refusal is not None:
-        security_event(event, user=username, key=refusal.check.name, limit=refusal.check.setting)
+        if not refusal.repeated:  # one line per key and window, not one per request of a flood
+            security_event(event, user=username, key=refusal.check.name, limit=refusal.check.setting)
         raise TooManyRequests(too_many, retry_after=max(1, math.ceil(refusal.wait)))
 
 
