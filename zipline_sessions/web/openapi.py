@@ -40,7 +40,7 @@ def _json(schema: str) -> dict:
 
 
 def _errors(error_schema: str, *statuses: int) -> dict:
-    reasons = {400: "Bad input", 401: "Invalid login session", 403: "Forbidden (admin only; a cross-site logout)", 404: "User not found",
+    reasons = {400: "Bad input", 401: "Invalid login session", 403: "Forbidden (admin only; a cross-site logout or account change)", 404: "User not found",
                413: "Body too large",
                415: "Body is not JSON", 429: "Too many login attempts", 500: "Unexpected fault",
                503: "Database or login-limit storage unavailable, or the schema behind"}
