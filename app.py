@@ -12,7 +12,6 @@ from schemas import (
     dump_session_list,
     health_schema,
     load_body,
-    login_response_schema,
     login_schema,
     logout_response_schema,
     revoke_schema,
@@ -35,9 +34,9 @@ from zipline_sessions.fixture.cors import init_cors
 from zipline_sessions.security import credentials, security_log
 from zipline_sessions.security.crosssite import refuse_cross_site
 from zipline_sessions.security.ratelimit import check_login_attempt, init_rate_limits, limit_storage_problem
-from zipline_sessions.sidecar.account import account
 from zipline_sessions.sidecar.admin import admin
 from zipline_sessions.sidecar.forward_auth import forward_auth
+from zipline_sessions.sidecar.user import user_body, user_routes
 from zipline_sessions.storage.database import check_database_opens, configure_engine, db, prepare_sqlite_file
 from zipline_sessions.storage.reader import Reader
 from zipline_sessions.storage.schema import migrate, schema_is_current, schema_problem
@@ -69,7 +68,7 @@ def login():
     body = load_body(login_schema)
     user, token = sessions.log_in(body["username"], body["password"], request.user_agent.string,
                                   presented=session_cookie())
-    response = jsonify(login_response_schema.dump({"user": user}))
+    response = jsonify({"user": user_body(user.id, user.username)})
     set_session_cookie(response, token)
     return response
 
@@ -142,7 +141,7 @@ def build_app(config: dict | None) -> Flask:
     init_cors(app)
     app.register_blueprint(forward_auth)
     app.register_blueprint(admin)
-    app.register_blueprint(account)
+    app.register_blueprint(user_routes)
     init_rate_limits(app)
     if app.config["TEST_CONTROL"]:
         from zipline_sessions.fixture.test_control import init_test_control

@@ -1,5 +1,5 @@
-"""Flask commands: seed, create-user, set-admin, set-password, list-sessions, revoke, purge-expired, events,
-db-upgrade, check."""
+"""Flask commands: seed, create-user, set-admin, set-password, revoke-token, list-sessions, revoke,
+purge-expired, events, db-upgrade, check."""
 
 import json
 
@@ -56,8 +56,8 @@ SESSION_ID = StorableText(255)
 
 
 def register(app: Flask) -> None:
-    for command in (seed_command, create_user, set_admin, set_password, list_sessions, revoke, purge_expired,
-                    events_command, db_upgrade, check):
+    for command in (seed_command, create_user, set_admin, set_password, revoke_token, list_sessions, revoke,
+                    purge_expired, events_command, db_upgrade, check):
         app.cli.add_command(command)
 
 
@@ -120,14 +120,30 @@ def set_admin(username, withdraw):
 @click.argument("username", type=USERNAME)
 @click.option("--password", prompt="New password", hide_input=True, confirmation_prompt=True,
               help="The new password (asked for, twice, when not given).")
-def set_password(username, password):
-    """Set a user's password and end every session of theirs (a leaked password: everyone out)."""
+@click.option("--keep-sessions", is_flag=True, help="Do not end the user's sessions.")
+@click.option("--keep-token", is_flag=True, help="Do not revoke the user's API token.")
+def set_password(username, password, keep_sessions, keep_token):
+    """Set a user's password, end every session of theirs and revoke their API token (a leaked
+    password: everyone out), unless told to keep them."""
     user = _user(username)
     try:
-        revoked = account.set_password(user, password)
+        revoked, token_revoked = account.set_password(user, password, keep_sessions, keep_token)
     except BadRequest as error:
         raise click.ClickException(f"password refused, nothing changed: {error.description}") from None
-    click.echo(f"Password of {username!r} set; ended {len(revoked)} session(s).")
+    token = "revoked the API token" if token_revoked else "kept the API token" if keep_token else "no API token"
+    click.echo(f"Password of {username!r} set; ended {len(revoked)} session(s); {token}.")
+
+
+@click.command("revoke-token")
+@with_appcontext
+@click.argument("username", type=USERNAME)
+def revoke_token(username):
+    """Revoke a user's API token: refused from the next request on; a new one only by PATCH
+    /api/user/token with a session cookie."""
+    if account.revoke_token(_user(username)):
+        click.echo(f"Revoked the API token of {username!r}.")
+    else:
+        click.echo(f"{username!r} has no API token; nothing to revoke.")
 
 
 @click.command("list-sessions")

@@ -77,6 +77,10 @@ def create_user(username: str, password_hash: str | None, is_admin: bool = False
     return user, token
 
 
+def find_user(user_id: int) -> User | None:
+    return db.session.get(User, user_id)
+
+
 def find_user_by_name(username: str) -> User | None:
     if storable_text_problem(username) is not None:
         return None  # no user can have this name, and PostgreSQL would refuse to compare it
@@ -170,6 +174,27 @@ def set_api_token(user_id: int, token: str) -> None:
 
 def set_password_hash(user_id: int, password_hash: str) -> None:
     db.session.execute(update(User).where(User.id == user_id).values(password_hash=password_hash))
+
+
+def clear_api_token(user_id: int) -> bool:
+    """Inside a write transaction: the user has no API token from now on; whether they had one."""
+    query = update(User).where(User.id == user_id, User.api_token_hash.is_not(None)).values(api_token_hash=None)
+    return db.session.execute(query).rowcount == 1
+
+
+def password_hash_of(user_id: int) -> str | None:
+    return db.session.execute(select(User.password_hash).where(User.id == user_id)).scalar_one_or_none()
+
+
+def rename_user(user_id: int, username: str) -> None:
+    db.session.execute(update(User).where(User.id == user_id).values(username=username))
+
+
+def rotate_session_token(session_id: str, token: str, ttl_seconds: int) -> None:
+    """Inside a write transaction: the session is named by `token` from now on (the old cookie
+    names nothing), and lasts `ttl_seconds` from now, as a fresh login's would."""
+    db.session.execute(update(Session).where(Session.c.id == session_id).values(
+        token_hash=credentials.hash_token(token), expires_at=utcnow() + timedelta(seconds=ttl_seconds)))
 
 
 def end_oldest_sessions(user_id: int, keep: str, limit: int) -> list:

@@ -93,36 +93,75 @@ class RevokeSchema(RequestSchema):
             raise ValidationError("Provide either sessionId or all: true.")
 
 
+# A username, as at creation (flask create-user, a seed file) and at rename (PATCH /api/user).
+USERNAME_RULES = [validate.Length(min=1, max=255), _storable]
+
+
 class LoginSchema(RequestSchema):
-    username = fields.String(required=True, validate=[validate.Length(min=1, max=255), _storable])
+    username = fields.String(required=True, validate=USERNAME_RULES)
     password = fields.String(required=True, validate=[validate.Length(min=1, max=1024), _storable])
 
 
-# PATCH /api/user: the rules of a new password (the username rule needs the user: sidecar/account.py).
+# PATCH /api/user: the rules of a new password (the one that needs the username: sidecar/account.py).
 MIN_PASSWORD_LENGTH = 8
 MAX_PASSWORD_LENGTH = 1024
-# The other fields of Zipline v4's PATCH /api/user body; this service changes only the password.
-ZIPLINE_PROFILE_FIELDS = ("username", "avatar", "view")
+# Zipline v4's other fields of the PATCH /api/user body, which this service does not keep.
+ZIPLINE_PROFILE_FIELDS = ("avatar", "view")
 
 
-class PasswordChangeSchema(RequestSchema):
-    """PATCH /api/user: {"password"}; Zipline's other profile fields are refused by name."""
+class UserUpdateSchema(RequestSchema):
+    """PATCH /api/user: a new username, a new password with the current one, or both; Zipline's
+    avatar and view are refused by name."""
 
-    password = fields.String(required=True, validate=[
+    username = fields.String(validate=USERNAME_RULES)
+    password = fields.String(validate=[
         validate.Length(min=MIN_PASSWORD_LENGTH, error="Must be at least {min} characters."),
         validate.Length(max=MAX_PASSWORD_LENGTH, error="Must be at most {max} characters."),
         _storable])
+    # Not checked beyond what can be compared: a wrong one is "incorrect", and "" is missing.
+    currentPassword = fields.String(validate=[validate.Length(max=MAX_PASSWORD_LENGTH), _storable])
 
     @validates_schema(pass_original=True, skip_on_field_errors=False)
-    def only_the_password(self, data, original, **kwargs):
+    def nothing_it_does_not_keep(self, data, original, **kwargs):
         refused = [name for name in ZIPLINE_PROFILE_FIELDS if isinstance(original, dict) and name in original]
         if refused:
-            raise ValidationError({name: ["Cannot be changed here: only password can."] for name in refused})
+            raise ValidationError({name: ["Cannot be changed here: only username and password can."]
+                                   for name in refused})
+
+
+class TokenResetSchema(RequestSchema):
+    """PATCH /api/user/token by a session cookie (the contract's profile): the current password."""
+
+    currentPassword = fields.String(validate=[validate.Length(max=MAX_PASSWORD_LENGTH), _storable])
 
 
 class UserSchema(Schema):
     id = fields.Integer(required=True)
     username = fields.String(required=True)
+
+
+class ZiplineSessionSchema(SessionSchema):
+    """A session in Zipline v4's user object: the contract's fields and the user's id."""
+
+    userId = fields.String(required=True)
+
+
+class ZiplineUserSchema(Schema):
+    """Zipline v4's user object (its src/lib/db/models/user.ts), keys in its order, ids as
+    strings; what this service does not keep has Zipline's value for "none"."""
+
+    id = fields.String(required=True)
+    username = fields.String(required=True)
+    createdAt = Timestamp(required=True)
+    updatedAt = Timestamp(required=True, metadata={"description": "createdAt: updates are not kept"})
+    role = fields.String(required=True, validate=validate.OneOf(("USER", "ADMIN")))
+    view = fields.Dict(required=True, metadata={"description": "Always {}: no view settings are kept"})
+    avatar = fields.String(required=True, allow_none=True, metadata={"description": "Always null"})
+    sessions = fields.List(fields.Nested(ZiplineSessionSchema), required=True)
+    oauthProviders = fields.List(fields.Dict(), required=True, metadata={"description": "Always []"})
+    totpEnabled = fields.Boolean(required=True, metadata={"description": "Always false"})
+    passkeys = fields.List(fields.Dict(), required=True, metadata={"description": "Always []"})
+    quota = fields.Dict(required=True, allow_none=True, metadata={"description": "Always null"})
 
 
 class AdminSessionListSchema(Schema):
@@ -134,6 +173,17 @@ class AdminSessionListSchema(Schema):
 
 class LoginResponseSchema(Schema):
     user = fields.Nested(UserSchema, required=True)
+
+
+class ZiplineUserResponseSchema(Schema):
+    """GET and PATCH /api/user, login, in the zipline-v4 profile."""
+
+    user = fields.Nested(ZiplineUserSchema, required=True)
+
+
+class ZiplineTokenResetResponseSchema(Schema):
+    user = fields.Nested(ZiplineUserSchema, required=True)
+    token = fields.String(required=True)
 
 
 class TokenResetResponseSchema(Schema):
@@ -201,7 +251,9 @@ revoke_schema = RevokeSchema()
 admin_session_list_schema = AdminSessionListSchema()
 login_schema = LoginSchema()
 login_response_schema = LoginResponseSchema()
-password_change_schema = PasswordChangeSchema()
+user_update_schema = UserUpdateSchema()
+token_reset_schema = TokenResetSchema()
+zipline_user_schema = ZiplineUserSchema()
 token_reset_response_schema = TokenResetResponseSchema()
 logout_response_schema = LogoutResponseSchema()
 health_schema = HealthSchema()

@@ -23,7 +23,7 @@ from live_server import LiveServer
 EXAMPLES_PER_OPERATION = 50
 CONFIG = Path(__file__).with_name("schemathesis.toml")  # alice's token and cookie
 ACCOUNT_CONFIG = Path(__file__).with_name("schemathesis-account.toml")  # fuzz's token and cookie
-ACCOUNT_OPERATIONS = ("resetToken", "changePassword")  # PATCH /api/user/token, PATCH /api/user
+ACCOUNT_OPERATIONS = ("resetToken", "updateUser")  # PATCH /api/user/token, PATCH /api/user
 FUZZ_USER = {"username": "fuzz", "token": "tok-fuzz", "sessions": [{"id": "sess_fuzz", "token": "cookie-fuzz"}]}
 
 

@@ -248,8 +248,17 @@ def test_a_redis_that_does_not_answer_fails_closed_with_503(make_app, caplog):
 
 def test_with_limits_off_a_dead_redis_is_not_asked(make_app):
     nowhere = f"redis://127.0.0.1:{free_port()}/0"
-    client = make_app(RATELIMIT_STORAGE_URL=nowhere).test_client()  # LOGIN_RATE_LIMIT off
+    client = make_app(RATELIMIT_STORAGE_URL=nowhere, TOKEN_RESET_RATE_LIMIT="off").test_client()  # LOGIN_RATE_LIMIT off
     assert client.get("/api/health").status_code == 200
+
+
+def test_the_token_reset_limit_alone_fails_closed_on_a_dead_redis(make_seeded_app):
+    nowhere = f"redis://127.0.0.1:{free_port()}/0"
+    client = make_seeded_app(RATELIMIT_STORAGE_URL=nowhere).test_client()  # LOGIN_RATE_LIMIT off
+    assert_error(client.get("/api/health"), 503, "Service Unavailable", "Login limit storage unavailable")
+    reset = client.patch("/api/user/token", headers={"Authorization": "tok-alice"})
+    assert_error(reset, 503, "Service Unavailable", "Login limit storage unavailable")
+    assert client.get("/api/user/sessions", headers={"Authorization": "tok-alice"}).status_code == 200
 
 
 # Real worker processes.

@@ -1,4 +1,4 @@
-"""Session events for the file host: session.created, .ended, .revoked, .expired.
+"""Session events for the file host: session.created, .ended, .revoked, .expired; and user.renamed.
 
 Each event is written to the outbox (SessionEvent, below) in the same transaction as the change
 it tells of (`record`), so none is lost: a crash either keeps both or neither. webhooks.py
@@ -22,6 +22,7 @@ from zipline_sessions.storage.timestamps import format_timestamp
 logger = logging.getLogger("zipline_sessions.events")
 
 CREATED, ENDED, REVOKED, EXPIRED = "session.created", "session.ended", "session.revoked", "session.expired"
+RENAMED = "user.renamed"  # the one event about a user rather than a session
 # Why a session was revoked: by its user, an admin, the operator's CLI, a password change, the
 # per-user session cap.
 REASONS = ("user", "admin", "operator", "password", "cap", "login")  # login: the browser logged in again
@@ -83,11 +84,19 @@ def record_expired(session_rows) -> None:
     _insert([_event(EXPIRED, row.user_id, names.get(row.user_id), row, None) for row in session_rows])
 
 
-def _event(event_type: str, user_id: int, username: str | None, row, reason: str | None) -> dict:
+def record_renamed(user_id: int, previous: str, username: str) -> None:
+    """Queue user.renamed: the user under their new name, and the name before."""
+    if enabled():
+        _insert([_event(RENAMED, user_id, username, None, None, previousUsername=previous)])
+
+
+def _event(event_type: str, user_id: int, username: str | None, row, reason: str | None, **more) -> dict:
     now = clock.utcnow()
     event_id = str(uuid.uuid4())
     payload = {"id": event_id, "type": event_type, "time": format_timestamp(now),
-               "user": {"id": user_id, "username": username}, "session": session_fields(row)}
+               "user": {"id": user_id, "username": username}, **more}
+    if row is not None:
+        payload["session"] = session_fields(row)
     if reason is not None:
         payload["reason"] = reason
     return {"event_id": event_id, "type": event_type, "user_id": user_id,

@@ -15,6 +15,17 @@ from zipline_sessions.storage.database import write_transaction
 INVALID_SESSION = "Invalid login session"
 
 
+class InvalidCredential(Unauthorized):
+    """401 "Invalid login session" for a credential that was presented and names no one now: a
+    wrong token, a stale, revoked or expired cookie. Zipline's user middleware answers these
+    2001 "Invalid token" (no credential at all: 2000); web/errors.py reads `zipline`."""
+
+    zipline = (2001, "Invalid token")
+
+    def __init__(self):
+        super().__init__(INVALID_SESSION)
+
+
 class Caller(NamedTuple):
     user_id: int
     session_id: str | None  # the session the cookie names, when it is this user's
@@ -41,7 +52,7 @@ def resolve_caller() -> Caller:
     if cookie is not None and current is None:
         current_session()  # the cookie named no live session of this user: purge it if expired
     if not rows:
-        raise Unauthorized(INVALID_SESSION)
+        raise InvalidCredential()
     if current is not None and current[lookup.SEEN_STALE] and seen.touch_every is not None:
         seen.touch_later(current[0])
     # A user with no live session has one row, its session columns None (an outer join).
@@ -65,7 +76,7 @@ def identify_caller() -> Identity:
     seen = last_seen.current()
     row = lookup.identity_of(*presented_credentials(), seen)
     if row is None:
-        raise Unauthorized(INVALID_SESSION)
+        raise InvalidCredential()
     if seen.touch_every is not None and row.stale:
         seen.touch_later(row.session_id)
     return Identity(row.user_id, row.username, bool(row.is_admin), row.session_id)
@@ -131,6 +142,7 @@ def logged_in_session():
     if session is None:
         if session_cookie() is not None:
             after_this_request(clear_session_cookie)
+            raise InvalidCredential()
         raise Unauthorized(INVALID_SESSION)
     return session
 

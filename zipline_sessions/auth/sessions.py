@@ -5,7 +5,7 @@ from werkzeug.exceptions import BadRequest, Unauthorized
 
 import models
 from zipline_sessions.activity import events, last_seen
-from zipline_sessions.auth.caller import INVALID_SESSION, Caller
+from zipline_sessions.auth.caller import Caller, InvalidCredential
 from zipline_sessions.security import credentials
 from zipline_sessions.security.security_log import security_event
 from zipline_sessions.storage.database import write_transaction
@@ -36,7 +36,7 @@ def revoke(caller: Caller, body: dict) -> dict:
         username = models.lock_user(caller.user_id)
         if username is None or (caller.session_id is not None and not models.session_is_live(caller.session_id)):
             # Revoked by a concurrent request: a revoked session revokes nothing.
-            raise Unauthorized(INVALID_SESSION)
+            raise InvalidCredential()
         revoked = revoke_locked(caller.user_id, username, target, keep=caller.session_id, reason="user")
     security_event("sessions.revoked", user=username, userId=caller.user_id, bySession=caller.session_id,
                    revoked=revoked)

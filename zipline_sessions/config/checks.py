@@ -41,7 +41,7 @@ def check_settings(config) -> None:
     name = config["COOKIE_NAME"]
     if not isinstance(name, str) or not name or any(c in name for c in ' ;,="\t\r\n'):
         raise ConfigError(f"SESSIONS_COOKIE_NAME is not a valid cookie name: {name!r}")
-    for key in ("LOGIN_RATE_LIMIT", "LOGIN_ADDRESS_RATE_LIMIT", "LOGIN_USERNAME_RATE_LIMIT"):
+    for key in ("LOGIN_RATE_LIMIT", "LOGIN_ADDRESS_RATE_LIMIT", "LOGIN_USERNAME_RATE_LIMIT", "TOKEN_RESET_RATE_LIMIT"):
         limit = config[key]
         if not isinstance(limit, str) or not _valid_limit(limit):
             raise ConfigError(f"SESSIONS_{key} is not a rate limit such as '10 per minute' or 'off': {limit!r}")

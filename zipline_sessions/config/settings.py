@@ -7,10 +7,12 @@ from flask import Flask
 
 from zipline_sessions.config.checks import check_settings, parse_hosts, parse_origins
 
+# The session cookie's name in Zipline v4 (its src/server/session.ts).
+ZIPLINE_V4_COOKIE = "zipline_session"
 # Keys as they stand after the SESSIONS_ prefix; each one is in the README's table.
 DEFAULTS = {
     "DATABASE_URL": None,  # None: sqlite file instance/sessions.db
-    "COOKIE_NAME": "zipline_token",
+    "COOKIE_NAME": None,  # None: zipline_token, or zipline_session (Zipline v4's) in the zipline-v4 profile
     "COOKIE_SECURE": False,
     "COOKIE_SAMESITE": "Lax",  # Lax, Strict, or None (cross-site browser clients; needs COOKIE_SECURE)
     "TTL_SECONDS": 7 * 24 * 3600,
@@ -18,6 +20,8 @@ DEFAULTS = {
     "LOGIN_RATE_LIMIT": "10 per minute",
     "LOGIN_ADDRESS_RATE_LIMIT": "30 per minute",  # per client address, whatever the username
     "LOGIN_USERNAME_RATE_LIMIT": "1000 per hour",  # per username: the backstop against many addresses
+    # API token resets per user (PATCH /api/user/token), whatever the address; off: none.
+    "TOKEN_RESET_RATE_LIMIT": "10 per hour",
     "RATELIMIT_STORAGE_URL": None,  # None: count in the database; redis://... to count in Redis
     "RATELIMIT_KEY_PREFIX": "zipline-sessions",  # keeps counts apart when services share a Redis
     "MAX_BODY_BYTES": 16 * 1024,
@@ -64,6 +68,8 @@ def load_settings(app: Flask, overrides: dict | None) -> None:
     if overrides:
         app.config.update(overrides)
     config = app.config
+    if config["COOKIE_NAME"] is None:
+        config["COOKIE_NAME"] = ZIPLINE_V4_COOKIE if config["ERROR_PROFILE"] == "zipline-v4" else "zipline_token"
     check_settings(config)
     if not config["DATABASE_URL"]:  # the folder is made with the file (storage/database.py, prepare_sqlite_file)
         config["DATABASE_URL"] = "sqlite:///" + os.path.join(app.instance_path, "sessions.db")

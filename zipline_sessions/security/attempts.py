@@ -1,4 +1,5 @@
-"""The login limit's counters in the database (the default storage): one row per counted key."""
+"""The login limit's counters in the database (the default storage): one row per counted key; and
+marks, rows that only keep a time (the spacing of one user's token resets)."""
 
 from datetime import datetime, timedelta
 
@@ -47,6 +48,16 @@ def count_login_attempt(key: str, allowed: int, window: timedelta) -> datetime |
     return None if attempts <= allowed else resets_at
 
 
+def refused_until(key: str, allowed: int) -> datetime | None:
+    """When the window of `key` ends, if its `allowed` attempts are used up already; else None.
+    A read: an attempt it refuses needs no write (count_login_attempt would leave the row as is)."""
+    query = select(_ATTEMPTS.c.resets_at).where(_ATTEMPTS.c.key == key, _ATTEMPTS.c.attempts > allowed,
+                                                _ATTEMPTS.c.resets_at > utcnow())
+    resets_at = db.session.execute(query).scalar_one_or_none()
+    db.session.commit()  # end the read: SQLite would otherwise hold its snapshot
+    return resets_at
+
+
 def purge_stale_login_attempts(limit: int) -> int:
     """Delete up to `limit` counters whose window is over (oldest first); returns how many.
 
@@ -55,3 +66,16 @@ def purge_stale_login_attempts(limit: int) -> int:
     stale = (select(_ATTEMPTS.c.key).where(_ATTEMPTS.c.resets_at <= utcnow()).order_by(_ATTEMPTS.c.resets_at)
              .limit(limit).with_for_update(skip_locked=True))
     return db.session.execute(delete(_ATTEMPTS).where(_ATTEMPTS.c.key.in_(stale.scalar_subquery()))).rowcount
+
+
+def read_mark(key: str) -> datetime | None:
+    """The time kept under `key` (its resets_at), or None."""
+    return db.session.execute(select(_ATTEMPTS.c.resets_at).where(_ATTEMPTS.c.key == key)).scalar_one_or_none()
+
+
+def set_mark(key: str, until: datetime) -> None:
+    """Inside a write transaction: keep `until` under `key` (purged once it has passed)."""
+    statement = (_UPSERTS[db.session.get_bind().dialect.name](_ATTEMPTS)
+                 .values(key=key, attempts=0, resets_at=until)
+                 .on_conflict_do_update(index_elements=[_ATTEMPTS.c.key], set_={"attempts": 0, "resets_at": until}))
+    db.session.execute(statement)

@@ -1,16 +1,16 @@
-"""Is a request cross-site? Browsers say so (Sec-Fetch-Site, Origin); logout listens."""
+"""Is a request cross-site? Browsers say so (Sec-Fetch-Site, Origin); logout and the account changes listen."""
 
 from urllib.parse import urlsplit
 
 from flask import current_app, request
 from werkzeug.exceptions import Forbidden
 
-CROSS_SITE_REFUSED = "Cross-site logout refused"
+CROSS_SITE_REFUSED = "Cross-site {} refused"
 DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
-def refuse_cross_site() -> None:
-    """403 "Cross-site logout refused" when the browser says another site sent this request.
+def refuse_cross_site(what: str = "logout") -> None:
+    """403 "Cross-site <what> refused" when the browser says another site sent this request.
 
     Refused: `Sec-Fetch-Site: cross-site`, or an `Origin` that is not the service's own;
     unless that Origin is one the operator allowed (SESSIONS_CORS_ORIGINS). A request with
@@ -24,7 +24,7 @@ def refuse_cross_site() -> None:
     if seen is not None and seen in {normalise_origin(o) for o in current_app.config["CORS_ORIGINS"]}:
         return
     if cross_site or seen is None or seen != own_origin():
-        raise Forbidden(CROSS_SITE_REFUSED)
+        raise Forbidden(CROSS_SITE_REFUSED.format(what))
 
 
 def own_origin() -> str | None:

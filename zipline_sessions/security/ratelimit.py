@@ -5,8 +5,10 @@ until one refuses it: an attempt refused for its (username, address) never reach
 address's or the username's count, so one address cannot use up a username's backstop.
 Counts live in the database (attempts.py, LoginAttempt) unless SESSIONS_RATELIMIT_STORAGE_URL
 names a `limits` storage (Redis); either way every worker counts together and a restart
-forgets nothing. Password changes are limited by the same settings, counted apart from
-logins. Only the login and password-change views call in here: no other request pays.
+forgets nothing. A check of the current password (a password change, a token reset by cookie)
+is a login attempt, counted with the logins. Token resets are also counted per user
+(SESSIONS_TOKEN_RESET_RATE_LIMIT), and one user's are spaced a second apart. Only those views
+call in here: no other request pays.
 """
 
 import hashlib
@@ -14,7 +16,7 @@ import ipaddress
 import json
 import math
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import NamedTuple
 
 from flask import Flask, current_app, request
@@ -32,7 +34,12 @@ from zipline_sessions.storage import clock
 from zipline_sessions.storage.database import write_transaction
 
 TOO_MANY = "Too many login attempts, try again later."
-TOO_MANY_PASSWORD_CHANGES = "Too many password changes, try again later."
+TOO_MANY_TOKEN_RESETS = "Too many token resets, try again later."
+TOKEN_JUST_RESET = "The API token was reset less than a second ago, try again in a second."
+# Of one user's token resets, at most one succeeds in this long (Zipline: one a second too).
+TOKEN_RESET_SPACING = timedelta(seconds=1)
+# How long the time of a user's last reset is kept: longer than any request takes to reach its lock.
+MARK_KEPT = timedelta(minutes=5)
 STORAGE_DOWN = "Login limit storage unavailable"
 # Each counted attempt also deletes up to this many counters whose window is over.
 PURGE_BATCH = 100
@@ -53,12 +60,18 @@ class Check(NamedTuple):
 class Refusal(NamedTuple):
     check: Check
     wait: float  # seconds until that key's window ends
+    repeated: bool = False  # the key was refused before in this window (its security event was logged then)
 
 
 class DatabaseCounter:
     """Counts in the service's database: one short write transaction per attempt."""
 
     def take(self, checks: list[Check]) -> Refusal | None:
+        # A flood on a key already over its limit is refused by a read, not a write each: the
+        # write would refuse it at the first key and change no count.
+        first = checks[0] if checks else None
+        if first is not None and (resets_at := attempts.refused_until(first.digest, first.item.amount)):
+            return Refusal(first, (resets_at - clock.utcnow()).total_seconds(), repeated=True)
         with write_transaction():
             refusal = None
             for check in checks:
@@ -101,54 +114,102 @@ class LoginLimiter:
     def __init__(self, config):
         self.keys = [(name, config[setting], parse_many(config[setting])) for name, setting in KEYS
                      if not rate_limit_is_off(config[setting])]
-        url = config["RATELIMIT_STORAGE_URL"]
-        self.counter = StorageCounter(url, config["RATELIMIT_KEY_PREFIX"]) if url else DatabaseCounter()
+        self.counter = make_counter(config)
 
-    def checks(self, username: str, address: str, action: str = "login") -> list[Check]:
-        """The checks of one attempt at `action`; each action counts apart (a login's keys are
-        as they always were)."""
+    def checks(self, username: str, address: str) -> list[Check]:
+        """The checks of one attempt."""
         values = {"username+address": [username, address], "address": [address], "username": [username]}
-        scope = [] if action == "login" else [action]
-        return [Check(name, setting, item, _digest(item, name, [*scope, *values[name]]))
+        return [Check(name, setting, item, _digest(item, name, values[name]))
                 for name, setting, items in self.keys for item in items]
 
 
+class TokenResetLimiter:
+    """SESSIONS_TOKEN_RESET_RATE_LIMIT: one user's token resets, from whatever address."""
+
+    def __init__(self, config):
+        self.setting = config["TOKEN_RESET_RATE_LIMIT"]
+        self.items = parse_many(self.setting)
+        self.counter = make_counter(config)
+
+    def checks(self, user_id: int) -> list[Check]:
+        return [Check("user", self.setting, item, _digest(item, "user", ["token-reset", str(user_id)]))
+                for item in self.items]
+
+
+def make_counter(config) -> DatabaseCounter | StorageCounter:
+    url = config["RATELIMIT_STORAGE_URL"]
+    return StorageCounter(url, config["RATELIMIT_KEY_PREFIX"]) if url else DatabaseCounter()
+
+
 def init_rate_limits(app: Flask) -> None:
-    """Give this app its login limiter, unless SESSIONS_LOGIN_RATE_LIMIT is off."""
+    """Give this app its login limiter and its token-reset limiter, each unless its setting is off."""
     if not rate_limit_is_off(app.config["LOGIN_RATE_LIMIT"]):
         app.extensions["login_limiter"] = LoginLimiter(app.config)
+    if not rate_limit_is_off(app.config["TOKEN_RESET_RATE_LIMIT"]):
+        app.extensions["token_reset_limiter"] = TokenResetLimiter(app.config)
 
 
 def check_login_attempt() -> None:
     """Count this login attempt: 429 when a key is over its limit, 503 when the count cannot be kept."""
-    count_attempt("login", login_username(), TOO_MANY)
+    count_attempt(login_username(), "login")
 
 
-def check_password_change(username: str) -> None:
-    """Count a password change by `username` as a login attempt is counted (same limits, its own
-    counts): 429 when a key is over its limit, 503 when the count cannot be kept."""
-    count_attempt("password", username, TOO_MANY_PASSWORD_CHANGES)
+def check_password_attempt(username: str, purpose: str) -> None:
+    """Count a check of `username`'s current password (`purpose`: password or token) as a login
+    attempt, with the logins: guessing it here uses up the same attempts as guessing at login."""
+    count_attempt(username, purpose)
 
 
-def count_attempt(action: str, username: str, too_many: str) -> None:
+def count_attempt(username: str, purpose: str) -> None:
     limiter = current_app.extensions.get("login_limiter")
-    if limiter is None:
-        return
+    if limiter is not None:
+        checks = limiter.checks(username, client_address(request.remote_addr))
+        _take(limiter.counter, checks, username, f"{purpose}.rate_limited", TOO_MANY)
+
+
+def check_token_reset(user_id: int, username: str) -> None:
+    """Count a token reset of the user: 429 over SESSIONS_TOKEN_RESET_RATE_LIMIT, 503 when the
+    count cannot be kept."""
+    limiter = current_app.extensions.get("token_reset_limiter")
+    if limiter is not None:
+        _take(limiter.counter, limiter.checks(user_id), username, "token.rate_limited", TOO_MANY_TOKEN_RESETS)
+
+
+def _take(counter, checks: list[Check], username: str, event: str, too_many: str) -> None:
     try:
-        refusal = limiter.counter.take(limiter.checks(username, client_address(request.remote_addr), action))
+        refusal = counter.take(checks)
     except StorageError as error:
         # Fail closed: without a count there is no limit, so no password is checked or hashed.
         current_app.logger.error("%s: %s", STORAGE_DOWN, error)
         raise ServiceUnavailable(STORAGE_DOWN) from None
     if refusal is not None:
-        security_event(f"{action}.rate_limited", user=username, key=refusal.check.name, limit=refusal.check.setting)
+        if not refusal.repeated:  # one line per key and window, not one per request of a flood
+            security_event(event, user=username, key=refusal.check.name, limit=refusal.check.setting)
         raise TooManyRequests(too_many, retry_after=max(1, math.ceil(refusal.wait)))
 
 
+def space_token_resets(user_id: int, received_at: datetime) -> None:
+    """Inside a token reset's write transaction, under the user's lock: 429 when another reset of
+    the user that succeeded was received less than TOKEN_RESET_SPACING before or after this one
+    (`received_at`), so that no two resets a user sends within a second both succeed, however
+    long each took to get here (a password check). Kept in the database whatever the storage:
+    the lock that puts the resets in order is there."""
+    key = hashlib.sha256(json.dumps(["token-reset-received", user_id]).encode()).hexdigest()
+    mark = attempts.read_mark(key)
+    if mark is not None:
+        gap = received_at - (mark - MARK_KEPT)
+        if abs(gap) < TOKEN_RESET_SPACING:
+            raise TooManyRequests(TOKEN_JUST_RESET, retry_after=max(1, math.ceil((TOKEN_RESET_SPACING - gap).total_seconds())))
+    attempts.set_mark(key, received_at + MARK_KEPT)
+
+
 def limit_storage_problem() -> str | None:
-    """Why login attempts cannot be counted (the configured storage does not answer), or None."""
-    limiter = current_app.extensions.get("login_limiter")
-    return None if limiter is None else limiter.counter.problem()
+    """Why attempts cannot be counted (the configured storage does not answer), or None."""
+    for name in ("login_limiter", "token_reset_limiter"):
+        limiter = current_app.extensions.get(name)
+        if limiter is not None:
+            return limiter.counter.problem()
+    return None
 
 
 def client_address(address: str | None) -> str:

@@ -1,1 +1,1 @@
-"""The sidecar's routes beside the contract's: forward-auth verify for a proxy, the admin routes, token reset and password change; for the sidecar."""
+"""The sidecar's routes beside the contract's: forward-auth verify for a proxy, the admin routes, the user routes of Zipline's clients (who am I, rename, password change, token reset) and the account changes behind them; for the sidecar."""

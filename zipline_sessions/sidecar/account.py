@@ -1,119 +1,162 @@
-"""Replace a leaked credential, as Zipline v4 does: a new API token (PATCH /api/user/token), a new
-password (PATCH /api/user) that also ends every other session of the user."""
+"""What an account is reached by, changed by its owner or the operator: its username, its password
+(with the current one; every other session ends and the caller's gets a new token) and its API
+token (a new one, or none)."""
 
-from flask import Blueprint
-from werkzeug.exceptions import BadRequest, NotFound, Unauthorized
+from flask import current_app
+from sqlalchemy.exc import IntegrityError
+from werkzeug.exceptions import BadRequest, Unauthorized
 
 import models
-from schemas import (
-    describe_errors,
-    load_body,
-    login_response_schema,
-    password_change_schema,
-    token_reset_response_schema,
-)
-from zipline_sessions.auth.caller import INVALID_SESSION, Identity, identify_caller, presented_credentials
+from schemas import describe_errors, user_update_schema
+from zipline_sessions.activity import events
+from zipline_sessions.auth.caller import Identity, InvalidCredential
 from zipline_sessions.auth.sessions import revoke_locked
 from zipline_sessions.security import credentials
-from zipline_sessions.security.ratelimit import check_password_change
+from zipline_sessions.security.ratelimit import check_password_attempt, check_token_reset, space_token_resets
 from zipline_sessions.security.security_log import security_event
+from zipline_sessions.storage import clock
 from zipline_sessions.storage.database import write_transaction
 
-account = Blueprint("account", __name__, url_prefix="/api")
-
-# Zipline's GET /api/user/token shows the stored token; here only its hash is stored.
-TOKEN_NOT_SHOWN = ("The API token is stored only as a hash and cannot be shown again: "
-                   "PATCH /api/user/token issues a new one.")
 COOKIE_ONLY = "Only a session cookie can change the password: log in first."
 SAME_AS_USERNAME = "password: Must not be the username."
+USERNAME_TAKEN = "Username already exists"
+NOTHING_TO_CHANGE = "Nothing to change: give username, or password with currentPassword."
+# Zipline's messages (1067 and 1066 in its user/index.ts); the token's is ours.
+CURRENT_PASSWORD_MISSING = "Current password is required to set a new password"
+CURRENT_PASSWORD_MISSING_FOR_TOKEN = "Current password is required to reset the API token"
+CURRENT_PASSWORD_WRONG = "Current password is incorrect"
 
 
-@account.patch("/user/token")
-def reset_api_token():
-    """Issue the caller a new API token (shown this once); the old one is refused from now on."""
-    return token_reset_response_schema.dump(reset_token(identify_caller()))
+def update_account(caller: Identity, body: dict, empty_is_fine: bool) -> tuple[str, str | None]:
+    """Apply a PATCH /api/user body (user_update_schema's) in one transaction; the username after
+    it, and the caller's new session token when the password changed (for the cookie).
 
-
-@account.get("/user/token")
-def stored_api_token():
-    """Always 404: the stored token cannot be shown, only replaced."""
-    raise NotFound(TOKEN_NOT_SHOWN)
-
-
-@account.patch("/user")
-def change_own_password():
-    """Set a new password (session cookie only) and end every other session of the user."""
-    caller = cookie_caller()
-    check_password_change(caller.username)
-    user = change_password(caller, load_body(password_change_schema)["password"])
-    return login_response_schema.dump({"user": user})
-
-
-def reset_token(caller: Identity) -> dict:
-    """Replace the caller's API token under their lock; {"user", "token"} with the new token.
-
-    The credential the caller came with is checked again under the lock: of two resets with
-    the same token, the second is refused (401) instead of replacing the first one's token.
+    Zipline's order: the new name (400 taken), then the password (a cookie, the current one,
+    the rules). A body with nothing to change answers the user as is when `empty_is_fine`
+    (Zipline's settings page sends {} when nothing changed), else 400.
     """
-    token, _ = presented_credentials()
-    new_token = credentials.new_token()
-    with write_transaction():
-        username = models.lock_user(caller.user_id)
-        still_valid = (models.api_token_is(caller.user_id, token) if token is not None
-                       else models.session_is_live(caller.session_id))
-        if username is None or not still_valid:
-            raise Unauthorized(INVALID_SESSION)
-        models.set_api_token(caller.user_id, new_token)
-    security_event("token.reset", user=username, userId=caller.user_id, bySession=caller.session_id,
-                   byToken=token is not None)
-    return {"user": {"id": caller.user_id, "username": username}, "token": new_token}
-
-
-def cookie_caller() -> Identity:
-    """The caller, who must come with their own live session cookie (a token beside it must be
-    that same user's); 401 otherwise. A token alone cannot take over an account's password."""
-    caller = identify_caller()
-    if caller.session_id is None:
+    username, password = body.get("username"), body.get("password")
+    if password is not None and caller.session_id is None:
         security_event("password.denied", user=caller.username, userId=caller.user_id, reason="no session cookie")
         raise Unauthorized(COOKIE_ONLY)
-    return caller
+    if username is not None and models.find_user_by_name(username) is not None:
+        raise BadRequest(USERNAME_TAKEN)  # the caller's own name too, as in Zipline
+    if username is None and password is None:
+        if empty_is_fine:
+            return caller.username, None
+        raise BadRequest(NOTHING_TO_CHANGE)
+    password_hash = None
+    if password is not None:
+        check_new_password(username or caller.username, password)
+        confirm_password(caller.user_id, caller.username, body.get("currentPassword"), CURRENT_PASSWORD_MISSING,
+                         "password")
+        password_hash = credentials.hash_password(password)  # slow: before the write lock, not under it
+    return apply_change(caller, username, password_hash)
+
+
+def apply_change(caller: Identity, new_name: str | None, password_hash: str | None) -> tuple[str, str | None]:
+    """The change, under the user's lock, once the caller's session is found still live."""
+    token = credentials.new_token() if password_hash is not None else None
+    revoked = []
+    try:
+        with write_transaction():
+            old_name = models.lock_user(caller.user_id)
+            if old_name is None or (caller.session_id is not None and not models.session_is_live(caller.session_id)):
+                raise InvalidCredential()  # logged out or revoked meanwhile: changes nothing
+            if new_name is not None:
+                if models.find_user_by_name(new_name) is not None:
+                    raise BadRequest(USERNAME_TAKEN)
+                models.rename_user(caller.user_id, new_name)
+                events.record_renamed(caller.user_id, old_name, new_name)
+            username = new_name or old_name
+            if token is not None:
+                models.set_password_hash(caller.user_id, password_hash)
+                revoked = revoke_locked(caller.user_id, username, None, keep=caller.session_id, reason="password")
+                models.rotate_session_token(caller.session_id, token, current_app.config["TTL_SECONDS"])
+    except IntegrityError:  # PostgreSQL: another rename to this name committed first
+        raise BadRequest(USERNAME_TAKEN) from None
+    if new_name is not None:
+        security_event("user.renamed", user=username, userId=caller.user_id, previous=old_name,
+                       bySession=caller.session_id)
+    if token is not None:
+        security_event("password.changed", user=username, userId=caller.user_id, bySession=caller.session_id,
+                       revoked=revoked, rotated=True)
+    return username, token
 
 
 def check_new_password(username: str, password: str) -> None:
     """400 naming the first rule a new password breaks: 8 to 1024 characters, no NUL, valid
     Unicode (the schema's rules), and not the username in any case."""
-    errors = password_change_schema.validate({"password": password})
+    errors = user_update_schema.validate({"password": password})
     if errors:
         raise BadRequest(describe_errors(errors))
     if password.casefold() == username.casefold():
         raise BadRequest(SAME_AS_USERNAME)
 
 
-def change_password(caller: Identity, password: str) -> dict:
-    """Set the caller's new password and end every other session of theirs, in one transaction;
-    the session the caller came with stays. Returns {"id", "username"}."""
-    check_new_password(caller.username, password)
-    password_hash = credentials.hash_password(password)  # slow: before the write lock, not under it
+def confirm_password(user_id: int, username: str, current: str | None, missing: str, purpose: str) -> None:
+    """400 unless `current` is the user's password, checked as a login checks one (the same cost,
+    counted with the logins: 429 past the login limits). A user without a password has none to
+    give, and none is asked (as in Zipline, for an account without one)."""
+    stored_hash = models.password_hash_of(user_id)
+    if stored_hash is None:
+        return
+    if not current:
+        raise BadRequest(missing)
+    check_password_attempt(username, purpose)
+    if not credentials.password_matches(stored_hash, current):
+        security_event(f"{purpose}.denied", user=username, userId=user_id, reason="wrong current password")
+        raise BadRequest(CURRENT_PASSWORD_WRONG)
+
+
+def reset_token(caller: Identity, token: str | None, current: str | None, ask_password: bool) -> tuple[str, str]:
+    """Replace the caller's API token under their lock; (username, new token).
+
+    `token`: the API token the caller came with (None: a cookie). With `ask_password`, the
+    current password must come too. Counted first by the user's token-reset limit (429). Under the lock, the credential is checked again (of two
+    resets with one token, the second is 401) and the user's last reset must be a second old
+    (429 otherwise): of the resets one user sends within a second, one answers a token.
+    """
+    received_at = clock.utcnow()
+    check_token_reset(caller.user_id, caller.username)
+    if ask_password:
+        confirm_password(caller.user_id, caller.username, current, CURRENT_PASSWORD_MISSING_FOR_TOKEN, "token")
+    new_token = credentials.new_token()
     with write_transaction():
         username = models.lock_user(caller.user_id)
-        if username is None or not models.session_is_live(caller.session_id):
-            raise Unauthorized(INVALID_SESSION)  # logged out or revoked meanwhile: changes nothing
-        models.set_password_hash(caller.user_id, password_hash)
-        revoked = revoke_locked(caller.user_id, username, None, keep=caller.session_id, reason="password")
-    security_event("password.changed", user=username, userId=caller.user_id, bySession=caller.session_id,
-                   revoked=revoked)
-    return {"id": caller.user_id, "username": username}
+        still_valid = (models.api_token_is(caller.user_id, token) if token is not None
+                       else models.session_is_live(caller.session_id))
+        if username is None or not still_valid:
+            raise InvalidCredential()
+        space_token_resets(caller.user_id, received_at)
+        models.set_api_token(caller.user_id, new_token)
+    security_event("token.reset", user=username, userId=caller.user_id, bySession=caller.session_id,
+                   byToken=token is not None)
+    return username, new_token
 
 
-def set_password(user: models.User, password: str) -> list[str]:
-    """The operator's reset (flask set-password): a new password, and every session of the user
-    ended, the attacker's with the rest. Returns the ended sessions' ids."""
+def set_password(user: models.User, password: str, keep_sessions: bool = False,
+                 keep_token: bool = False) -> tuple[list[str], bool]:
+    """The operator's reset (flask set-password): a new password, every session of the user ended
+    and their API token revoked, the attacker's with the rest (unless kept). Returns the ended
+    sessions' ids and whether a token was revoked."""
     check_new_password(user.username, password)
     password_hash = credentials.hash_password(password)
     with write_transaction():
         models.lock_user(user.id)
         models.set_password_hash(user.id, password_hash)
-        revoked = revoke_locked(user.id, user.username, None, keep=None, reason="password")
+        revoked = [] if keep_sessions else revoke_locked(user.id, user.username, None, keep=None, reason="password")
+        token_revoked = not keep_token and models.clear_api_token(user.id)
     security_event("password.changed", user=user.username, userId=user.id, bySession=None, revoked=revoked,
-                   address="cli")
+                   tokenRevoked=token_revoked, address="cli")
+    return revoked, token_revoked
+
+
+def revoke_token(user: models.User) -> bool:
+    """The operator's revocation (flask revoke-token): the user has no API token from now on;
+    whether they had one. A session cookie can make a new one (PATCH /api/user/token)."""
+    with write_transaction():
+        models.lock_user(user.id)
+        revoked = models.clear_api_token(user.id)
+    security_event("token.revoked", user=user.username, userId=user.id, hadToken=revoked, address="cli")
     return revoked

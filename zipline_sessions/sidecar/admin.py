@@ -3,12 +3,12 @@
 from typing import NamedTuple
 
 from flask import Blueprint
-from werkzeug.exceptions import Forbidden, NotFound, Unauthorized
+from werkzeug.exceptions import Forbidden, NotFound
 
 import models
 from schemas import admin_session_list_schema, load_body, revoke_schema
 from zipline_sessions.auth import sessions
-from zipline_sessions.auth.caller import INVALID_SESSION, Identity, identify_caller
+from zipline_sessions.auth.caller import Identity, InvalidCredential, identify_caller
 from zipline_sessions.security.security_log import security_event
 from zipline_sessions.storage.database import write_transaction
 
@@ -71,7 +71,7 @@ def revoke(caller: Identity, target: Target, body: dict) -> dict:
             raise NotFound(USER_NOT_FOUND)
         # Checked again under the lock: a revoked session or a withdrawn admin revokes nothing.
         if caller.session_id is not None and not models.session_is_live(caller.session_id):
-            raise Unauthorized(INVALID_SESSION)
+            raise InvalidCredential()
         if not models.user_is_admin(caller.user_id):
             raise Forbidden(ADMIN_ONLY)
         revoked = sessions.revoke_locked(target.id, target.username, session_id, keep=keep, reason="admin")

@@ -2,7 +2,9 @@
 
 contract (default): {"statusCode", "error", "message"}, as the contract shows.
 zipline-v4: {"error": "E<code>: <message>", "code", "statusCode"}, as Zipline v4 sends it
-(its src/lib/api/errors.ts). The status codes are the same in both.
+(its src/lib/api/errors.ts), with the status its codeToHttpStatus gives a code of its own
+(so a failed login is 400 E1044 there, 401 in the contract's profile). README, "Zipline
+compatibility".
 """
 
 from flask import Flask, current_app, jsonify
@@ -15,7 +17,10 @@ ZIPLINE_CODES = {
     "Invalid request schema": 1000,
     "Cannot delete current session, use log out instead.": 1021,
     "Session not found in logged in sessions": 1031,
+    "Username already exists": 1038,
     "Invalid username or password": 1044,
+    "Current password is incorrect": 1066,
+    "Current password is required to set a new password": 1067,
     "Invalid login session": 2000,
     "Invalid token": 2001,
     "Not logged in": 2002,
@@ -27,6 +32,15 @@ ZIPLINE_CODES = {
     "Internal server error": 9004,
 }
 ZIPLINE_MESSAGES = {code: message for message, code in ZIPLINE_CODES.items()}
+# Our refusals of a case Zipline answers with another of its messages: DELETE /api/user/sessions
+# with {}, {"all": false}, or a sessionId of "" (or longer than any) falls through to "not found" there.
+ZIPLINE_ANSWERS = {
+    "Provide either sessionId or all: true.": "Session not found in logged in sessions",
+    "sessionId: Length must be between 1 and 255.": "Session not found in logged in sessions",
+}
+# Zipline's codeToHttpStatus: 1xxx 400, 2xxx 401, 3xxx 403, 4xxx 404, 5xxx 413, 6xxx 500; 9xxx by table.
+ZIPLINE_STATUS_BY_THOUSAND = {1: 400, 2: 401, 3: 403, 4: 404, 5: 413, 6: 500}
+ZIPLINE_STATUS_OVERRIDES = {9000: 400, 9001: 403, 9002: 404, 9004: 500, 9005: 500}
 # A message Zipline has no code for gets one by status. Every other 400 here is a body that
 # fails its schema; 503 is the health check's; the rest take Zipline's catch-all codes.
 ZIPLINE_CODES_BY_STATUS = {400: 1000, 401: 2000, 403: 9001, 404: 9002, 500: 9004, 503: 6003}
@@ -44,8 +58,10 @@ def error_response(error: HTTPException):
     (Allow, Retry-After)."""
     response = error.get_response()
     if current_app.config["ERROR_PROFILE"] == "zipline-v4":
-        body = zipline_error_schema.dump(zipline_v4_body(error.code, error.name, error.description,
+        code, message = getattr(error, "zipline", (None, error.description))
+        body = zipline_error_schema.dump(zipline_v4_body(error.code, error.name, message, code,
                                                          generic=getattr(error, "generic", False)))
+        response.status_code = body["statusCode"]
     else:
         body = error_schema.dump({"statusCode": error.code, "error": error.name, "message": error.description})
     response.set_data(jsonify(body).get_data())
@@ -53,10 +69,21 @@ def error_response(error: HTTPException):
     return response
 
 
-def zipline_v4_body(status: int, reason: str, message: str, generic: bool = False) -> dict:
-    """{"error": "E<code>: <message>", "code", "statusCode"} for an error of `status`."""
-    by_status = ZIPLINE_GENERIC_CODES if generic else ZIPLINE_CODES_BY_STATUS
-    code = ZIPLINE_CODES.get(message) or by_status.get(status, 9000 if status < 500 else 9004)
+def zipline_v4_body(status: int, reason: str, message: str, code: int | None = None,
+                    generic: bool = False) -> dict:
+    """{"error": "E<code>: <message>", "code", "statusCode"} for an error of `status` (`code`:
+    Zipline's, when the raiser knows it). A message of Zipline's takes its code and the status
+    Zipline gives that code; any other keeps its status and takes a code by status. A `generic`
+    error (an injected fault) keeps its status whatever its message, with a catch-all code."""
+    if generic:
+        code = ZIPLINE_CODES.get(message) or ZIPLINE_GENERIC_CODES.get(status, 9000 if status < 500 else 9004)
+        return {"error": f"E{code}: {message}", "code": code, "statusCode": status}
+    message = ZIPLINE_ANSWERS.get(message, message)
+    code = code or ZIPLINE_CODES.get(message)
+    if code is not None:
+        status = ZIPLINE_STATUS_OVERRIDES.get(code) or ZIPLINE_STATUS_BY_THOUSAND.get(code // 1000, 500)
+        return {"error": f"E{code}: {message}", "code": code, "statusCode": status}
+    code = ZIPLINE_CODES_BY_STATUS.get(status, 9000 if status < 500 else 9004)
     if message == DEFAULT_DESCRIPTIONS.get(status):
         # werkzeug's generic sentence: Zipline's generic message when its code means this
         # status, else the status's reason phrase.

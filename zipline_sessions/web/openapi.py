@@ -14,13 +14,16 @@ from schemas import (
     LoginResponseSchema,
     LoginSchema,
     LogoutResponseSchema,
-    PasswordChangeSchema,
     RevokeSchema,
     SessionListSchema,
     SessionSchema,
     Timestamp,
     TokenResetResponseSchema,
+    TokenResetSchema,
+    UserUpdateSchema,
     ZiplineErrorSchema,
+    ZiplineTokenResetResponseSchema,
+    ZiplineUserResponseSchema,
 )
 from zipline_sessions.sidecar.forward_auth import VERIFY_METHODS
 
@@ -37,7 +40,7 @@ def _json(schema: str) -> dict:
 
 
 def _errors(error_schema: str, *statuses: int) -> dict:
-    reasons = {400: "Bad input", 401: "Invalid login session", 403: "Forbidden (admin only; a cross-site logout)", 404: "User not found",
+    reasons = {400: "Bad input", 401: "Invalid login session", 403: "Forbidden (admin only; a cross-site logout or account change)", 404: "User not found",
                413: "Body too large",
                415: "Body is not JSON", 429: "Too many login attempts", 500: "Unexpected fault",
                503: "Database or login-limit storage unavailable, or the schema behind"}
@@ -58,12 +61,16 @@ def build_openapi(app: Flask) -> dict:
                     ("SessionWithActivity", ActivitySessionSchema))
     for name, schema in (*sessions,
                          ("RevokeRequest", RevokeSchema), ("LoginRequest", LoginSchema),
-                         ("LoginResponse", LoginResponseSchema), ("LogoutResponse", LogoutResponseSchema),
+                         ("LogoutResponse", LogoutResponseSchema),
                          ("AdminSessionList", AdminSessionListSchema), ("Health", HealthSchema),
-                         ("PasswordChangeRequest", PasswordChangeSchema),
-                         ("TokenResetResponse", TokenResetResponseSchema)):
+                         ("UserUpdateRequest", UserUpdateSchema), ("TokenResetRequest", TokenResetSchema)):
         spec.components.schema(name, schema=schema)
-    error = "ZiplineError" if app.config["ERROR_PROFILE"] == "zipline-v4" else "Error"
+    # The user object answered: login's {"id", "username"}, or Zipline v4's in its profile.
+    zipline = app.config["ERROR_PROFILE"] == "zipline-v4"
+    spec.components.schema("UserResponse", schema=ZiplineUserResponseSchema if zipline else LoginResponseSchema)
+    spec.components.schema("TokenResetResponse",
+                           schema=ZiplineTokenResetResponseSchema if zipline else TokenResetResponseSchema)
+    error = "ZiplineError" if zipline else "Error"
     spec.components.schema(error, schema=ZiplineErrorSchema if error == "ZiplineError" else ErrorSchema)
     spec.components.security_scheme("apiToken", {"type": "apiKey", "in": "header", "name": "Authorization",
                                                  "description": "An API token, bare or after 'Bearer '."})
@@ -84,7 +91,7 @@ def build_openapi(app: Flask) -> dict:
                  "requestBody": {"required": True, **_json("LoginRequest")},
                  "responses": {"200": {"description": "Logged in; the session token is in the cookie",
                                        "headers": {"Set-Cookie": {"schema": {"type": "string"}}},
-                                       **_json("LoginResponse")},
+                                       **_json("UserResponse")},
                                **_errors(error, 400, 401, 413, 415, 429, 503)}},
     })
     logout = {"summary": "Log out", "security": [{"sessionCookie": []}],
@@ -107,8 +114,8 @@ def build_openapi(app: Flask) -> dict:
     })
     document = spec.to_dict()
     document["components"]["schemas"]["RevokeRequest"]["oneOf"] = EXACTLY_ONE_OF_SESSION_ID_OR_ALL
-    # PasswordChangeSchema refuses Zipline's other profile fields by name, in code.
-    document["components"]["schemas"]["PasswordChangeRequest"]["not"] = {
+    # UserUpdateSchema refuses Zipline's other profile fields by name, in code.
+    document["components"]["schemas"]["UserUpdateRequest"]["not"] = {
         "anyOf": [{"required": [name]} for name in ZIPLINE_PROFILE_FIELDS]}
     return document
 
@@ -153,12 +160,16 @@ def _account_paths(spec: APISpec, caller: list, error: str) -> None:
     # The same callers as the sessions routes; the cookie first, as a browser's dashboard calls
     # it (a client tries the alternatives in order: a fuzzer's reset by cookie leaves it a caller).
     by_cookie_first = [caller[1], caller[0], caller[2]]
-    token_errors = _errors(error, 401)
+    token_errors = _errors(error, 400, 401, 403, 413, 415, 429, 503)
+    token_errors["400"]["description"] = "A session cookie alone, without the right currentPassword (contract profile)"
+    token_errors["429"]["description"] = "Too many token resets, or one less than a second ago, or too many logins"
     spec.path("/api/user/token", operations={
         "patch": {"summary": "Replace the caller's API token", "operationId": "resetToken",
                   "security": by_cookie_first,
                   "description": "As Zipline v4. The new token is shown this once; the old one is refused "
-                                 "from the next request on.",
+                                 "from the next request on. A session cookie alone also sends the current "
+                                 "password, except in the zipline-v4 profile.",
+                  "requestBody": {"required": False, **_json("TokenResetRequest")},
                   "responses": {"200": {"description": "The user and the new API token", "headers": no_store,
                                         **_json("TokenResetResponse")}, **token_errors}},
         "get": {"summary": "Not served: only the token's hash is stored", "operationId": "getToken",
@@ -166,16 +177,20 @@ def _account_paths(spec: APISpec, caller: list, error: str) -> None:
                 "responses": {"404": {"description": "Always: the stored token cannot be shown, only replaced "
                                                      "(PATCH)", **_json(error)}, **_errors(error)}},
     })
-    password_errors = _errors(error, 400, 401, 413, 415, 429, 503)
-    password_errors["401"]["description"] = "No session cookie of the caller's (a token alone cannot), or invalid"
-    password_errors["429"]["description"] = "Too many password changes"
-    password_errors["503"]["description"] = "Login-limit storage unavailable"
+    update_errors = _errors(error, 400, 401, 403, 413, 415, 429, 503)
+    update_errors["401"]["description"] = "Invalid caller; a password change needs the user's session cookie"
+    update_errors["429"]["description"] = "Too many login attempts (the current password is counted as one)"
+    update_errors["503"]["description"] = "Login-limit storage unavailable"
+    user = {"description": "The caller's user object", "headers": no_store, **_json("UserResponse")}
     spec.path("/api/user", operations={
-        "patch": {"summary": "Change the password; ends every other session", "operationId": "changePassword",
-                  "description": "As Zipline v4's profile update, for the password only (username, avatar "
-                                 "and view are refused). Only a session cookie may do it; its session stays.",
-                  "security": [{"sessionCookie": []}, {"apiToken": [], "sessionCookie": []}],
-                  "requestBody": {"required": True, **_json("PasswordChangeRequest")},
-                  "responses": {"200": {"description": "Changed; every other session of the user has ended",
-                                        "headers": no_store, **_json("LoginResponse")}, **password_errors}},
+        "get": {"summary": "Who am I", "operationId": "getUser", "security": by_cookie_first,
+                "responses": {"200": user, **_errors(error, 401)}},
+        "patch": {"summary": "Rename, or change the password (ends every other session)",
+                  "operationId": "updateUser",
+                  "description": "As Zipline v4's profile update, for username and password (avatar and view "
+                                 "are refused). A new password needs currentPassword and the user's session "
+                                 "cookie, whose session stays with a new token (Set-Cookie).",
+                  "security": by_cookie_first,
+                  "requestBody": {"required": True, **_json("UserUpdateRequest")},
+                  "responses": {"200": user, **update_errors}},
     })
