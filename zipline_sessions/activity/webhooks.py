@@ -182,9 +182,10 @@ class DeliveryThread(threading.Thread):
 
     def run(self) -> None:
         while not self.stopping.is_set():
+            gate = self.app.extensions.get("schema_gate")  # web/schema_gate.py: closed while behind
             try:
                 with self.app.app_context():
-                    claimed = deliver_due()
+                    claimed = 0 if gate is not None and gate.still_behind() else deliver_due()
             except Exception:  # a database hiccup must not end delivery in this worker
                 logger.exception("event delivery failed; retrying")
                 claimed = 0
