@@ -43,6 +43,7 @@ from zipline_sessions.storage.reader import Reader
 from zipline_sessions.storage.schema import migrate, schema_is_current, schema_problem
 from zipline_sessions.web.errors import register_error_handlers
 from zipline_sessions.web.framework import SessionsApp
+from zipline_sessions.web.logs import configure_app_logs
 from zipline_sessions.web.openapi import build_openapi
 from zipline_sessions.web.schema_gate import init_schema_gate
 
@@ -121,7 +122,7 @@ def build_app(config: dict | None) -> Flask:
     for warning in unknown_variables(os.environ):
         app.logger.warning(warning)
     load_settings(app, config)
-    app.logger.setLevel(app.config["LOG_LEVEL"].upper())  # the app's own lines (stderr), as the server's
+    configure_app_logs(app)  # the app's own lines: stderr, at SESSIONS_LOG_LEVEL
     db.init_app(app)
     warm_up()  # ua-parser compiles its matchers on first use; not during someone's login
     credentials.set_hash_concurrency(app.config["HASH_CONCURRENCY"])
