@@ -400,3 +400,26 @@ def test_the_delivery_thread_gives_up_on_a_dripping_receiver_and_retries(tmp_pat
     finally:
         server.stop()
         slow.stop()
+
+
+def test_a_receiver_answering_an_endless_body_is_read_no_further_than_its_status():
+    from http.server import BaseHTTPRequestHandler
+
+    from live_server import loopback_http_server
+
+    class Endless(BaseHTTPRequestHandler):
+        def do_POST(self):
+            self.rfile.read(int(self.headers["Content-Length"]))
+            self.wfile.write(b"HTTP/1.1 200 OK\r\nContent-Length: 100000000000\r\n\r\n")
+            try:
+                while True:
+                    self.wfile.write(b"x" * 65536)
+            except OSError:
+                pass
+
+        def log_message(self, *args):
+            pass
+
+    with loopback_http_server(Endless) as port:
+        # The 2xx counts; the 100 GB that follow are neither read into memory nor waited for.
+        assert webhooks.post(f"http://127.0.0.1:{port}/hook", SECRET, "evt-2", b"{}", deadline=30) is None

@@ -35,6 +35,7 @@ EVENT_ID_HEADER = "X-Zipline-Sessions-Event-Id"
 TIMEOUT_SECONDS = 5
 BATCH = 8
 LEASE_MARGIN_SECONDS = 20
+MAX_ANSWER_BYTES = 64 * 1024  # of a receiver's answer body read; the rest is never held in memory
 RETRY_CAP_SECONDS = 600  # the backoff doubles from SESSIONS_WEBHOOK_RETRY_BASE up to this
 POLL_SECONDS = 0.5  # an idle delivery thread looks for due events this often (one indexed read)
 
@@ -92,7 +93,7 @@ def post(url: str, secret: str, event_id: str, body: bytes, deadline: float = TI
             raise TimeoutError
         connection.request("POST", target, body=body, headers=headers)
         response = connection.getresponse()
-        response.read()
+        response.read(MAX_ANSWER_BYTES)  # the status decides; a body beyond this is not waited for
         if watchdog.expired:
             raise TimeoutError
         return None if 200 <= response.status < 300 else f"HTTP {response.status}"
