@@ -30,8 +30,9 @@ logger = logging.getLogger("zipline_sessions.events")
 SIGNATURE_HEADER = "X-Zipline-Sessions-Signature"
 EVENT_ID_HEADER = "X-Zipline-Sessions-Event-Id"
 # One connect or read waits at most this long; the whole POST at most SESSIONS_WEBHOOK_DEADLINE.
-# A worker claims up to BATCH events at once, leased for longer than BATCH deadlines, so a claimed
-# event is never delivered twice by two live workers.
+# A worker claims up to BATCH events at once, leased for longer than BATCH deadlines (60 s with
+# the default 5 s), so a claimed event is never delivered twice by two live workers, and a killed
+# worker's batch is delivered by the others after that.
 TIMEOUT_SECONDS = 5
 BATCH = 8
 LEASE_MARGIN_SECONDS = 20
