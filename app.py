@@ -42,7 +42,9 @@ from zipline_sessions.storage.reader import Reader
 from zipline_sessions.storage.schema import migrate, schema_is_current, schema_problem
 from zipline_sessions.web.errors import register_error_handlers
 from zipline_sessions.web.framework import SessionsApp
+from zipline_sessions.web.logs import configure_app_logs
 from zipline_sessions.web.openapi import build_openapi
+from zipline_sessions.web.schema_gate import init_schema_gate
 
 api = Blueprint("api", __name__, url_prefix="/api")
 
@@ -119,6 +121,7 @@ def build_app(config: dict | None) -> Flask:
     for warning in unknown_variables(os.environ):
         app.logger.warning(warning)
     load_settings(app, config)
+    configure_app_logs(app)  # the app's own lines: stderr, at SESSIONS_LOG_LEVEL
     db.init_app(app)
     warm_up()  # ua-parser compiles its matchers on first use; not during someone's login
     credentials.set_hash_concurrency(app.config["HASH_CONCURRENCY"])
@@ -130,13 +133,16 @@ def build_app(config: dict | None) -> Flask:
         app.extensions["reader"] = Reader(db.engine)
         init_activity(app)
         if app.config["AUTO_MIGRATE"]:
-            migrate()
+            app.extensions["migrated_at_start"] = migration = migrate()
+            if migration.ran:
+                app.logger.info("At start (SESSIONS_AUTO_MIGRATE): %s", migration.describe())
     if app.config["TRUSTED_PROXIES"]:
         # Behind N reverse proxies: believe their X-Forwarded-For / -Proto, and no more.
         hops = app.config["TRUSTED_PROXIES"]
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops)
     security_log.configure()
     register_error_handlers(app)
+    init_schema_gate(app)
     app.register_blueprint(api)
     init_cors(app)
     app.register_blueprint(forward_auth)

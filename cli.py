@@ -1,5 +1,5 @@
 """Flask commands: seed, create-user, set-admin, set-password, revoke-token, list-sessions, revoke,
-purge-expired, events, db-upgrade, check."""
+purge-expired, events, db-upgrade, backup, check."""
 
 import json
 
@@ -18,6 +18,7 @@ from zipline_sessions.security import credentials
 from zipline_sessions.security.security_log import security_event
 from zipline_sessions.sidecar import account
 from zipline_sessions.storage import clock
+from zipline_sessions.storage.backup import BackupError, backup_sqlite
 from zipline_sessions.storage.database import db, write_transaction
 from zipline_sessions.storage.schema import migrate
 from zipline_sessions.storage.timestamps import format_timestamp
@@ -57,7 +58,7 @@ SESSION_ID = StorableText(255)
 
 def register(app: Flask) -> None:
     for command in (seed_command, create_user, set_admin, set_password, revoke_token, list_sessions, revoke,
-                    purge_expired, events_command, db_upgrade, check):
+                    purge_expired, events_command, db_upgrade, backup, check):
         app.cli.add_command(command)
 
 
@@ -220,8 +221,28 @@ def events_command(failed, retry):
 def db_upgrade():
     """Bring the database schema to the newest migration (the server does it at start
     unless SESSIONS_AUTO_MIGRATE is false)."""
-    migrate()
-    click.echo("Database schema is up to date.")
+    migration = migrate()
+    if migration.ahead:
+        raise click.ClickException(migration.describe())
+    gate = current_app.extensions.get("schema_gate")
+    if gate is not None:
+        gate.behind = False  # this process serves no requests, but an app in a test may
+    at_start = current_app.extensions.get("migrated_at_start")
+    if not migration.ran and at_start is not None and at_start.ran:
+        migration = at_start  # this command's own start ran them (SESSIONS_AUTO_MIGRATE)
+    click.echo(migration.describe())
+
+
+@click.command("backup")
+@with_appcontext
+@click.argument("path")
+def backup(path):
+    """Write a consistent copy of the live SQLite database to the new file PATH (the whole backup)."""
+    try:
+        made = backup_sqlite(db.engine.url, path)
+    except BackupError as error:
+        raise click.ClickException(f"no backup made: {error}") from None
+    click.echo(f"Backed up {made.users} users and {made.sessions} sessions to {made.path} ({made.size} bytes).")
 
 
 @click.command("check")

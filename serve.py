@@ -52,20 +52,26 @@ def build_server(app, host: str, port: int) -> Granian:
         log_level=LogLevels(config["LOG_LEVEL"]),
         log_access=access_log != "off",
         log_access_format=ACCESS_LOG_FORMAT,
-        log_dictconfig=_access_log_to_file(access_log) if access_log not in ("-", "off") else None,
+        log_dictconfig=_logging_config(access_log),
         respawn_failed_workers=True,
         workers_kill_timeout=GRACEFUL_SECONDS,
         working_dir=ROOT,
     )
 
 
-def _access_log_to_file(path: str) -> dict:
-    """Granian's logging configuration with its access log sent to `path`."""
+def _logging_config(access_log: str) -> dict:
+    """Granian's logging configuration, its access lines escaped (web/logs.py) and sent to
+    stdout or to the file `access_log`."""
     from granian.log import LOGGING_CONFIG
 
+    from zipline_sessions.web.logs import AccessLineFormatter
+
+    formatters = dict(LOGGING_CONFIG["formatters"])
+    formatters["access"] = {**formatters["access"], "()": AccessLineFormatter}
     handlers = dict(LOGGING_CONFIG["handlers"])
-    handlers["access"] = {"formatter": "access", "class": "logging.FileHandler", "filename": path}
-    return {"handlers": handlers}
+    if access_log not in ("-", "off"):
+        handlers["access"] = {"formatter": "access", "class": "logging.FileHandler", "filename": access_log}
+    return {"formatters": formatters, "handlers": handlers}
 
 
 def reserve_port(host: str, port: int) -> tuple[int, socket.socket | None]:

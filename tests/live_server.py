@@ -63,7 +63,9 @@ class LiveServer:
         assert result.returncode == 0, result.stderr + result.stdout
         return result.stdout
 
-    def start(self) -> "LiveServer":
+    def start(self, ready_status: int = 401) -> "LiveServer":
+        """Start serve.py; ready when an anonymous GET of the sessions answers `ready_status`
+        (401; a database behind the code answers 503) and every worker is up."""
         command = [sys.executable, "serve.py"]
         with open(self.log, "ab") as log:
             # A session of its own, so that kill() can take the master and its workers at once.
@@ -73,7 +75,7 @@ class LiveServer:
         while time.monotonic() < deadline:
             assert self.process.poll() is None, self.log.read_text()
             try:
-                if self.request("GET", "/api/user/sessions")[0] == 401 and len(self.worker_pids()) == self.workers:
+                if self.request("GET", "/api/user/sessions")[0] == ready_status and len(self.worker_pids()) == self.workers:
                     return self
             except OSError:
                 pass

@@ -4,6 +4,7 @@ ones when asked, and checks signatures with the README's function."""
 import json
 import re
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -22,9 +23,12 @@ verify_signature = readme_signature_check()
 
 
 class Receiver:
-    def __init__(self, secret: str, port: int = 0, fail_first: int = 0):
+    def __init__(self, secret: str, port: int = 0, fail_first: int = 0, drip_seconds: float = 0):
         self.secret = secret
         self.fail_first = fail_first
+        # > 0: a slow receiver, which sends its 2xx answer one byte every drip_seconds
+        self.drip_seconds = drip_seconds
+        self.cut_off = threading.Event()  # set when a client hung up on a dripped answer
         self.attempts = []  # (event id, status answered, signature valid, payload), in arrival order
         self.lock = threading.Lock()
         self.port = port
@@ -47,9 +51,22 @@ class Receiver:
                         status = 204
                     payload = json.loads(body)
                     receiver.attempts.append((self.headers["X-Zipline-Sessions-Event-Id"], status, valid, payload))
+                if receiver.drip_seconds:
+                    self.drip(b"HTTP/1.1 204 No Content\r\nX-Padding: " + b"." * 200 + b"\r\n\r\n")
+                    return
                 self.send_response(status)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
+
+            def drip(self, answer: bytes):
+                try:
+                    for byte in answer:
+                        self.wfile.write(bytes([byte]))
+                        self.wfile.flush()
+                        time.sleep(receiver.drip_seconds)
+                except OSError:
+                    receiver.cut_off.set()
+                self.close_connection = True
 
             def log_message(self, *args):
                 pass

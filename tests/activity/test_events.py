@@ -270,6 +270,9 @@ def deliver_all_but_dead(app) -> None:
     ({"WEBHOOK_URL": "http://127.0.0.1:9/hook", "WEBHOOK_SECRET": "short"}, "at least 16"),
     ({"WEBHOOK_MAX_AGE": 0}, "SESSIONS_WEBHOOK_MAX_AGE must be a positive"),
     ({"WEBHOOK_RETRY_BASE": "fast"}, "SESSIONS_WEBHOOK_RETRY_BASE must be a positive"),
+    ({"WEBHOOK_DEADLINE": 0}, "SESSIONS_WEBHOOK_DEADLINE must be a number of seconds above 0 and at most 300"),
+    ({"WEBHOOK_DEADLINE": 301}, "SESSIONS_WEBHOOK_DEADLINE must be"),
+    ({"WEBHOOK_DEADLINE": "slow"}, "SESSIONS_WEBHOOK_DEADLINE must be"),
     ({"TOUCH_SECONDS": -1}, "SESSIONS_TOUCH_SECONDS must be"),
     ({"IP_MODE": "partial"}, "SESSIONS_IP_MODE must be one of full, truncate, off"),
     ({"ACTIVITY_FIELDS": "yes"}, "SESSIONS_ACTIVITY_FIELDS must be true or false"),
@@ -367,3 +370,56 @@ def test_a_request_never_waits_on_a_receiver_that_hangs(tmp_path, database_url):
     finally:
         server.stop()  # SIGTERM: the delivery thread does not hold the worker up
         hanging.close()
+
+
+# A receiver that answers one byte at a time: the deadline is for the whole attempt, not per read.
+
+def test_a_receiver_dripping_its_answer_is_cut_off_at_the_deadline():
+    slow = Receiver(SECRET, drip_seconds=0.25).start()  # its 2xx answer would take about a minute
+    try:
+        error = webhooks.post(slow.url, SECRET, "evt-1", b"{}", deadline=1)
+        assert error == "no complete answer within the 1 s deadline"
+        assert slow.cut_off.wait(30)  # the connection was closed under it, not left open
+    finally:
+        slow.stop()
+
+
+def test_the_delivery_thread_gives_up_on_a_dripping_receiver_and_retries(tmp_path, database_url, make_app):
+    slow = Receiver(SECRET, drip_seconds=0.25).start()
+    env = {**LIVE_ENV, "SESSIONS_WEBHOOK_URL": slow.url, "SESSIONS_WEBHOOK_DEADLINE": "1"}
+    server = LiveServer(tmp_path, database_url, SEED, workers=1, env=env).start()
+    try:
+        assert server.request("DELETE", SESSIONS, ALICE, {"sessionId": "sess_def456"})[0] == 200
+        app = make_app()  # to read the outbox
+        # Each attempt ends at the deadline, so the one worker's thread tries again and again;
+        # with only a per-read limit the first attempt would still be running.
+        wait_for(lambda: (outbox(app) or [{"attempts": 0}])[0]["attempts"] >= 3, "three attempts")
+        [row] = outbox(app)
+        assert row["last_error"] == "no complete answer within the 1 s deadline"
+        assert len(slow.attempts) >= 3 and all(valid for _, _, valid, _ in slow.attempts)
+    finally:
+        server.stop()
+        slow.stop()
+
+
+def test_a_receiver_answering_an_endless_body_is_read_no_further_than_its_status():
+    from http.server import BaseHTTPRequestHandler
+
+    from live_server import loopback_http_server
+
+    class Endless(BaseHTTPRequestHandler):
+        def do_POST(self):
+            self.rfile.read(int(self.headers["Content-Length"]))
+            self.wfile.write(b"HTTP/1.1 200 OK\r\nContent-Length: 100000000000\r\n\r\n")
+            try:
+                while True:
+                    self.wfile.write(b"x" * 65536)
+            except OSError:
+                pass
+
+        def log_message(self, *args):
+            pass
+
+    with loopback_http_server(Endless) as port:
+        # The 2xx counts; the 100 GB that follow are neither read into memory nor waited for.
+        assert webhooks.post(f"http://127.0.0.1:{port}/hook", SECRET, "evt-2", b"{}", deadline=30) is None

@@ -11,12 +11,12 @@ import hmac
 import logging
 import os
 import random
+import socket
 import threading
 import time
-import urllib.error
-import urllib.request
 from datetime import timedelta
-from http.client import HTTPException
+from http.client import HTTPConnection, HTTPException, HTTPSConnection
+from urllib.parse import urlsplit
 
 from flask import Flask, current_app
 from sqlalchemy import delete, or_, select, update
@@ -29,11 +29,14 @@ logger = logging.getLogger("zipline_sessions.events")
 
 SIGNATURE_HEADER = "X-Zipline-Sessions-Signature"
 EVENT_ID_HEADER = "X-Zipline-Sessions-Event-Id"
-# One POST waits at most this long; a worker claims up to BATCH events at once for LEASE, so a
-# claimed event is never delivered twice by two live workers (LEASE > BATCH x TIMEOUT).
+# One connect or read waits at most this long; the whole POST at most SESSIONS_WEBHOOK_DEADLINE.
+# A worker claims up to BATCH events at once, leased for longer than BATCH deadlines (60 s with
+# the default 5 s), so a claimed event is never delivered twice by two live workers, and a killed
+# worker's batch is delivered by the others after that.
 TIMEOUT_SECONDS = 5
 BATCH = 8
-LEASE = timedelta(seconds=60)
+LEASE_MARGIN_SECONDS = 20
+MAX_ANSWER_BYTES = 64 * 1024  # of a receiver's answer body read; the rest is never held in memory
 RETRY_CAP_SECONDS = 600  # the backoff doubles from SESSIONS_WEBHOOK_RETRY_BASE up to this
 POLL_SECONDS = 0.5  # an idle delivery thread looks for due events this often (one indexed read)
 
@@ -46,27 +49,62 @@ def signature(secret: str, timestamp: int, body: bytes) -> str:
     return f"t={timestamp},v1={digest}"
 
 
-class _NoRedirects(urllib.request.HTTPRedirectHandler):
-    def redirect_request(self, *args, **kwargs):
-        return None  # a 3xx is an answer that is not 2xx: retried like any failure
+def lease(deadline: float) -> timedelta:
+    """How long a claimed batch is held: longer than its BATCH deliveries can take."""
+    return timedelta(seconds=BATCH * deadline + LEASE_MARGIN_SECONDS)
 
 
-_opener = urllib.request.build_opener(urllib.request.ProxyHandler({}), _NoRedirects())
+class _Watchdog:
+    """Cuts a connection at its deadline: shutting the socket down wakes a read blocked in
+    another thread, so a receiver that answers one byte at a time cannot hold the delivery
+    thread (a per-read timeout alone never fires while bytes keep coming)."""
+
+    def __init__(self, connection: HTTPConnection, seconds: float):
+        self.connection, self.expired = connection, False
+        self.timer = threading.Timer(seconds, self.cut)
+        self.timer.daemon = True
+
+    def cut(self) -> None:
+        self.expired = True
+        sock = self.connection.sock
+        if sock is not None:
+            try:
+                socket.socket.shutdown(sock, socket.SHUT_RDWR)  # the TCP socket, under any TLS
+            except OSError:
+                pass
 
 
-def post(url: str, secret: str, event_id: str, body: bytes) -> str | None:
-    """POST one event; None when the receiver took it (2xx), else why not."""
+def post(url: str, secret: str, event_id: str, body: bytes, deadline: float = TIMEOUT_SECONDS) -> str | None:
+    """POST one event within `deadline` seconds in all; None when the receiver took it (2xx),
+    else why not. Redirects are not followed (a 3xx is a failure) and no proxy is used."""
     headers = {"Content-Type": "application/json", "User-Agent": "zipline-sessions",
                EVENT_ID_HEADER: event_id, SIGNATURE_HEADER: signature(secret, int(time.time()), body)}
-    request = urllib.request.Request(url, data=body, headers=headers, method="POST")
+    parts = urlsplit(url)
+    target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    connection_class = HTTPSConnection if parts.scheme == "https" else HTTPConnection
     try:
-        with _opener.open(request, timeout=TIMEOUT_SECONDS) as response:
-            response.read()
-            return None if 200 <= response.status < 300 else f"HTTP {response.status}"
-    except urllib.error.HTTPError as error:
-        return f"HTTP {error.code}"
+        connection = connection_class(parts.hostname, parts.port, timeout=min(TIMEOUT_SECONDS, deadline))
+    except ValueError as error:  # a port that is not a number
+        return f"invalid URL: {error}"[:255]
+    watchdog = _Watchdog(connection, deadline)
+    watchdog.timer.start()
+    try:
+        connection.connect()
+        if watchdog.expired:  # the deadline passed while connecting: the socket came too late to cut
+            raise TimeoutError
+        connection.request("POST", target, body=body, headers=headers)
+        response = connection.getresponse()
+        response.read(MAX_ANSWER_BYTES)  # the status decides; a body beyond this is not waited for
+        if watchdog.expired:
+            raise TimeoutError
+        return None if 200 <= response.status < 300 else f"HTTP {response.status}"
     except (OSError, HTTPException) as error:
+        if watchdog.expired:
+            return f"no complete answer within the {deadline:g} s deadline"
         return f"{type(error).__name__}: {error}"[:255]
+    finally:
+        watchdog.timer.cancel()
+        connection.close()
 
 
 def backoff_seconds(attempts: int, base: float) -> float:
@@ -89,7 +127,7 @@ def _claim(limit: int) -> list:
            .order_by(candidate.c.id).limit(limit)
            .with_for_update(skip_locked=True, of=candidate))  # PostgreSQL; SQLite holds the write lock
     claim = (update(_Events).where(_Events.c.id.in_(due.scalar_subquery()))
-             .values(lease_until=now + LEASE, attempts=_Events.c.attempts + 1)
+             .values(lease_until=now + lease(current_app.config["WEBHOOK_DEADLINE"]), attempts=_Events.c.attempts + 1)
              .returning(_Events.c.id, _Events.c.event_id, _Events.c.payload, _Events.c.attempts,
                         _Events.c.queued_at))
     with write_transaction():
@@ -112,7 +150,8 @@ def deliver_due() -> int:
     config = current_app.config
     claimed = _claim(BATCH)
     for event in claimed:
-        error = post(config["WEBHOOK_URL"], config["WEBHOOK_SECRET"], event.event_id, event.payload.encode())
+        error = post(config["WEBHOOK_URL"], config["WEBHOOK_SECRET"], event.event_id, event.payload.encode(),
+                     config["WEBHOOK_DEADLINE"])
         with write_transaction():
             if error is None:
                 db.session.execute(delete(_Events).where(_Events.c.id == event.id))
@@ -145,9 +184,10 @@ class DeliveryThread(threading.Thread):
 
     def run(self) -> None:
         while not self.stopping.is_set():
+            gate = self.app.extensions.get("schema_gate")  # web/schema_gate.py: closed while behind
             try:
                 with self.app.app_context():
-                    claimed = deliver_due()
+                    claimed = 0 if gate is not None and gate.still_behind() else deliver_due()
             except Exception:  # a database hiccup must not end delivery in this worker
                 logger.exception("event delivery failed; retrying")
                 claimed = 0

@@ -18,6 +18,7 @@ class ConfigError(click.ClickException):
     """
 IP_MODES = ("full", "truncate", "off")
 MIN_SECRET_LENGTH = 16
+MAX_WEBHOOK_DEADLINE = 300  # a delivery thread is never held longer than this by one receiver
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
 SAMESITE_VALUES = ("Lax", "Strict", "None")
 ERROR_PROFILES = ("contract", "zipline-v4")
@@ -130,6 +131,10 @@ def _check_webhook(config) -> None:
         value = config[key]
         if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
             raise ConfigError(f"SESSIONS_{key} must be a positive number of seconds, not {value!r}")
+    deadline = config["WEBHOOK_DEADLINE"]
+    if isinstance(deadline, bool) or not isinstance(deadline, int | float) or not 0 < deadline <= MAX_WEBHOOK_DEADLINE:
+        raise ConfigError(f"SESSIONS_WEBHOOK_DEADLINE must be a number of seconds above 0 and at most "
+                          f"{MAX_WEBHOOK_DEADLINE}, not {deadline!r}")
 
 
 def _check_origins(config) -> None:

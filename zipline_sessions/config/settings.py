@@ -57,6 +57,7 @@ DEFAULTS = {
     "WEBHOOK_SECRET": None,
     "WEBHOOK_MAX_AGE": 24 * 3600,  # seconds an event is retried before it is dead
     "WEBHOOK_RETRY_BASE": 1.0,  # seconds before the first retry; doubles each time, up to 10 minutes
+    "WEBHOOK_DEADLINE": 5.0,  # seconds one delivery attempt may take in all (connect, send, answer)
 }
 
 
