@@ -4,6 +4,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import argon2
@@ -63,7 +64,7 @@ def test_a_current_hash_is_not_rewritten_at_login(app, client):
 
 
 def test_hashes_run_on_bounded_threads_at_a_lower_priority(make_app):
-    make_app(HASH_CONCURRENCY=2)
+    make_app(HASH_CONCURRENCY=2, HASH_QUEUE=3, HASH_QUEUE_WAIT=10)  # room for all five
     running, most, lock = [0], [0], threading.Lock()
     release = threading.Event()
 
@@ -89,6 +90,44 @@ def test_hashes_run_on_bounded_threads_at_a_lower_priority(make_app):
     for name, niceness in results:
         assert name.startswith("password-hash")
         assert niceness == min(19, own + credentials.HASH_THREAD_NICENESS)
+
+
+def test_a_full_queue_refuses_at_once_and_a_late_start_gives_its_place_up(make_app):
+    make_app(HASH_CONCURRENCY=1, HASH_QUEUE=1, HASH_QUEUE_WAIT=0.3)
+    release, started = threading.Event(), threading.Event()
+
+    def hold():
+        started.set()
+        release.wait(10)
+        return "held"
+
+    outcomes = []
+
+    def call(function):
+        try:
+            outcomes.append(credentials._run_hashing(function))
+        except credentials.HashingBusy as busy:
+            outcomes.append(busy)
+
+    holder = threading.Thread(target=call, args=(hold,))
+    holder.start()
+    assert started.wait(5)
+    waiter = threading.Thread(target=call, args=(lambda: "never run",))
+    waiter.start()  # the queue's one place: waits 0.3 s for the thread, then gives up
+    time.sleep(0.1)
+    refused = []
+    try:
+        credentials._run_hashing(lambda: "never run")
+    except credentials.HashingBusy as busy:
+        refused.append(busy)  # queue full: refused without waiting
+    waiter.join(5)
+    release.set()
+    holder.join(5)
+    assert len(refused) == 1 and refused[0].code == 503
+    assert refused[0].get_response().headers["Retry-After"] == "1"
+    assert "held" in outcomes and "never run" not in outcomes
+    assert sum(isinstance(outcome, credentials.HashingBusy) for outcome in outcomes) == 1
+    assert credentials._run_hashing(lambda: "free again") == "free again"
 
 
 FORKED = """
