@@ -46,10 +46,12 @@ def start_nginx(folder: Path, listen: int, instances: list[int]) -> subprocess.P
 
 class GatedReceiver:
     """A webhook receiver that holds every delivery while its gate is shut, and answers 204 once
-    it is open; it records every attempt's event id and the client port it came from."""
+    it is open (503 at once while `failing` is set); it records the client port of each delivery
+    it held."""
 
     def __init__(self):
         self.gate, self.lock, self.held = threading.Event(), threading.Lock(), threading.Event()
+        self.failing = threading.Event()
         self.accepted: list[dict] = []  # payloads answered 204
         self.holding: list[int] = []  # client ports of deliveries held at the gate
         receiver = self
@@ -59,6 +61,11 @@ class GatedReceiver:
                 import json
 
                 body = self.rfile.read(int(self.headers["Content-Length"]))
+                if receiver.failing.is_set():
+                    self.send_response(503)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
                 if not receiver.gate.is_set():
                     with receiver.lock:
                         receiver.holding.append(self.client_address[1])
@@ -113,10 +120,12 @@ def via(port: int, method: str, path: str, headers: dict | None = None, body=Non
 
 
 @pytest.fixture
-def three_instances(tmp_path, database_url):
+def three_instances(request, tmp_path, database_url):
+    """Three instances (login limit: the test's parameter, else off), nginx, a webhook receiver."""
     receiver = GatedReceiver()
     receiver.gate.set()
-    env = {"SESSIONS_TRUSTED_PROXIES": "1", "SESSIONS_LOGIN_RATE_LIMIT": "3 per minute",
+    limit = getattr(request, "param", "off")
+    env = {"SESSIONS_TRUSTED_PROXIES": "1", "SESSIONS_LOGIN_RATE_LIMIT": limit,
            "SESSIONS_WEBHOOK_URL": receiver.url, "SESSIONS_WEBHOOK_SECRET": SECRET,
            "SESSIONS_WEBHOOK_RETRY_BASE": "0.2", "SESSIONS_TEST_CONTROL": "true", "SESSIONS_ACCESS_LOG": "off"}
     servers = []
@@ -152,6 +161,7 @@ def log_in(port: int, user_agent: str) -> dict:
     return {"Cookie": headers["Set-Cookie"].split(";")[0]}
 
 
+@pytest.mark.parametrize("three_instances", ["3 per minute"], indirect=True)
 def test_three_instances_share_revocations_limits_events_and_the_clock(three_instances):
     servers, proxy, receiver = three_instances
     ports = [server.port for server in servers]
@@ -192,8 +202,10 @@ def test_three_instances_share_revocations_limits_events_and_the_clock(three_ins
 
 def test_an_instance_killed_in_a_delivery_leaves_its_events_to_the_others(three_instances):
     servers, proxy, receiver = three_instances
-    receiver.gate.clear()  # hold deliveries: one will be in flight when its instance dies
+    receiver.failing.set()  # refused while the logins run: their events wait for retries
     cookies = [log_in(proxy, f"device {n}") for n in range(6)]
+    receiver.gate.clear()  # then held: one will be in flight when its instance dies
+    receiver.failing.clear()
     assert receiver.held.wait(30), "no delivery reached the receiver"
     with receiver.lock:
         first_port = receiver.holding[0]
