@@ -35,7 +35,7 @@ class Load:
         self.threads = [threading.Thread(target=self._loop, args=(kind,), daemon=True)
                         for kind in ("get", "get", "verify", "login", "revoke", "revoke", "health")]
 
-    def __enter__(self) -> "Load":
+    def __enter__(self):
         for thread in self.threads:
             thread.start()
         return self
@@ -79,7 +79,7 @@ class Load:
 
 
 def assert_unavailable(answer, message=None) -> None:
-    kind, _, took, status, body, _ = answer
+    status, body = answer[3], answer[4]
     assert status == 503, answer
     assert set(body) == {"statusCode", "error", "message"} and body["statusCode"] == 503, answer
     assert body["error"] == "Service Unavailable", answer

@@ -25,7 +25,7 @@ DEFAULTS = {
     "HASH_CONCURRENCY": 1,  # password hashes computed at once per worker process (64 MiB each)
     # Logins that may wait for a hashing thread per worker, and how long (seconds) before 503.
     "HASH_QUEUE": 1,
-    "HASH_QUEUE_WAIT": 2.0,
+    "HASH_QUEUE_WAIT": 0.5,
     # Bounded waits on the database (storage/database.py, storage/watchdog.py), in seconds.
     "DATABASE_CONNECT_TIMEOUT": 5,  # PostgreSQL: connecting, startup and login included
     "DATABASE_TIMEOUT": 10,  # PostgreSQL: a statement's round trip, then its connection is cut

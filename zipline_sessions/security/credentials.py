@@ -34,7 +34,7 @@ _hashing_lock = threading.Lock()
 # The bounded queue: hashes running or waiting (threads + queue); how long one may wait to start.
 _slots = threading.BoundedSemaphore(2)
 _queue = 1
-_queue_wait = 2.0
+_queue_wait = 0.5
 
 
 class HashingBusy(ServiceUnavailable):
@@ -97,6 +97,13 @@ def _lower_priority() -> None:
         os.setpriority(os.PRIO_PROCESS, thread, min(19, nice + HASH_THREAD_NICENESS))
     except (AttributeError, OSError):  # not Linux, or not allowed: run at the usual priority
         pass
+
+
+def refuse_when_busy() -> None:
+    """HashingBusy now when every hashing place (threads and queue) is taken: a login that
+    could not be hashed is refused before it costs anything else (its count, its lookup)."""
+    if _hashing is not None and _slots._value == 0:  # a glance, not a reservation: _run_hashing decides
+        raise HashingBusy()
 
 
 def _run_hashing(function, *args):

@@ -26,7 +26,7 @@ from werkzeug.exceptions import HTTPException, ServiceUnavailable, TooManyReques
 
 from schemas import request_json
 from zipline_sessions.config.checks import rate_limit_is_off
-from zipline_sessions.security import attempts
+from zipline_sessions.security import attempts, credentials
 from zipline_sessions.security.security_log import security_event
 from zipline_sessions.storage import clock
 from zipline_sessions.storage.database import write_transaction
@@ -131,6 +131,7 @@ def check_password_change(username: str) -> None:
 
 
 def count_attempt(action: str, username: str, too_many: str) -> None:
+    credentials.refuse_when_busy()  # 503 at once when no hash could start: nothing counted or read
     limiter = current_app.extensions.get("login_limiter")
     if limiter is None:
         return
