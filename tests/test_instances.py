@@ -9,6 +9,7 @@ others; the test-control clock is the same on all."""
 import http.client
 import os
 import signal
+import socket
 import subprocess
 import threading
 import time
@@ -239,3 +240,25 @@ def test_the_readme_shows_the_upstream_block_this_test_runs():
     readme = (ROOT / "README.md").read_text()
     section = readme.split("### More than one machine", 1)[1].split("\n## ", 1)[0]
     assert "```nginx\n" + (ROOT / "examples" / "nginx-upstream.conf").read_text() + "```" in section
+
+
+def test_clients_that_never_finish_their_body_hold_no_instance(three_instances):
+    servers, proxy, _ = three_instances
+    # 60 clients each promise a body and send a part of it, then nothing: nginx buffers bodies
+    # (proxy_request_buffering, its default), so no instance ever sees these requests.
+    stalled = []
+    for _ in range(60):
+        client = socket.create_connection(("127.0.0.1", proxy))
+        client.sendall(b"POST /api/auth/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                       b"Content-Length: 1000\r\n\r\n{\"username\": \"al")
+        stalled.append(client)
+    try:
+        # Every instance's request threads stay free: every route answers through nginx.
+        answers = [via(proxy, "GET", "/api/auth/verify", {"Authorization": "tok-alice"})[0] for _ in range(12)]
+        answers.append(via(proxy, "POST", LOGIN, {}, {"username": "alice", "password": "wonderland"})[0])
+        answers += [via(server.port, "GET", "/api/auth/verify", {"Authorization": "tok-alice"})[0]
+                    for server in servers]
+        assert answers == [200] * 16
+    finally:
+        for client in stalled:
+            client.close()

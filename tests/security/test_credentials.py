@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import argon2
+import pytest
 from argon2.profiles import RFC_9106_LOW_MEMORY
 from werkzeug.security import generate_password_hash
 
@@ -149,3 +150,31 @@ def test_a_forked_worker_hashes_on_a_pool_of_its_own():
     result = subprocess.run([sys.executable, "-c", FORKED], cwd=root, capture_output=True, text=True,
                             timeout=90, check=False)
     assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize("profile", ["contract", "zipline-v4"])
+def test_a_login_finding_the_hashing_queue_full_is_503_at_once(make_seeded_app, profile):
+    app = make_seeded_app(HASH_CONCURRENCY=1, HASH_QUEUE=0, ERROR_PROFILE=profile)
+    client = app.test_client(use_cookies=False)
+    release, started = threading.Event(), threading.Event()
+
+    def hold():
+        started.set()
+        release.wait(10)
+
+    holder = threading.Thread(target=credentials._run_hashing, args=(hold,))
+    holder.start()
+    try:
+        assert started.wait(5)
+        response = client.post("/api/auth/login", json={"username": "alice", "password": "wonderland"})
+    finally:
+        release.set()
+        holder.join(10)
+    assert response.status_code == 503 and response.headers["Retry-After"] == "1"
+    if profile == "contract":
+        assert response.json == {"statusCode": 503, "error": "Service Unavailable",
+                                 "message": "Too many logins at once, try again shortly."}
+    else:
+        assert response.json == {"error": "E6003: Too many logins at once, try again shortly.", "code": 6003,
+                                 "statusCode": 503}
+    assert client.post("/api/auth/login", json={"username": "alice", "password": "wonderland"}).status_code == 200

@@ -236,3 +236,23 @@ def test_a_full_disk_refuses_writes_with_503_keeps_reads_and_recovers(small_disk
     for answered in logged_in:  # nothing answered 2xx is lost
         assert reopened.get(SESSIONS, headers={"Cookie": answered.split(";")[0]}).status_code == 200
     assert "sess_def456" not in {session["id"] for session in reopened.get(SESSIONS, headers=ALICE).json["other"]}
+
+
+def test_which_errors_are_the_database_being_unavailable():
+    import sqlite3
+
+    from zipline_sessions.storage.outage import database_unavailable
+
+    def sqlite_error(sql: str, connection=None) -> sqlite3.Error:
+        try:
+            (connection or sqlite3.connect(":memory:")).execute(sql)
+        except sqlite3.Error as error:
+            return error
+        raise AssertionError(sql)
+
+    assert not database_unavailable(sqlite_error("SELECT missing FROM nowhere"))  # the code's fault: 500
+    assert not database_unavailable(sqlite_error("SELEC 1"))
+    assert not database_unavailable(ValueError("not a database error"))
+    readonly = sqlite3.connect("file::memory:?mode=ro", uri=True)
+    assert database_unavailable(sqlite_error("CREATE TABLE t (x)", readonly))  # SQLITE_READONLY
+    readonly.close()
