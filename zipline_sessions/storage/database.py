@@ -109,7 +109,8 @@ def bound_statements(engine: Engine, watchdog: Watchdog) -> None:
 
     @event.listens_for(engine, "before_cursor_execute")
     def arm(connection, *_args):
-        watchdog.arm(dbapi_connection(connection))
+        if not connection.get_execution_options().get("unbounded"):  # migrations are not bounded
+            watchdog.arm(dbapi_connection(connection))
 
     @event.listens_for(engine, "after_cursor_execute")
     def disarm(connection, *_args):
@@ -118,7 +119,8 @@ def bound_statements(engine: Engine, watchdog: Watchdog) -> None:
     @event.listens_for(engine, "commit")
     @event.listens_for(engine, "rollback")
     def arm_ending(connection):
-        watchdog.arm(dbapi_connection(connection))
+        if not connection.get_execution_options().get("unbounded"):
+            watchdog.arm(dbapi_connection(connection))
 
     @event.listens_for(engine, "handle_error")
     def disarm_failed(context):
