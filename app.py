@@ -37,7 +37,13 @@ from zipline_sessions.security.ratelimit import check_login_attempt, init_rate_l
 from zipline_sessions.sidecar.admin import admin
 from zipline_sessions.sidecar.forward_auth import forward_auth
 from zipline_sessions.sidecar.user import user_body, user_routes
-from zipline_sessions.storage.database import check_database_opens, configure_engine, db, prepare_sqlite_file
+from zipline_sessions.storage.database import (
+    check_database_opens,
+    configure_engine,
+    db,
+    engine_options,
+    prepare_sqlite_file,
+)
 from zipline_sessions.storage.reader import Reader
 from zipline_sessions.storage.schema import migrate, schema_is_current, schema_problem
 from zipline_sessions.web.errors import register_error_handlers
@@ -122,13 +128,15 @@ def build_app(config: dict | None) -> Flask:
         app.logger.warning(warning)
     load_settings(app, config)
     configure_app_logs(app)  # the app's own lines: stderr, at SESSIONS_LOG_LEVEL
+    app.config["SQLALCHEMY_ENGINE_OPTIONS"] = engine_options(app.config)
     db.init_app(app)
     warm_up()  # ua-parser compiles its matchers on first use; not during someone's login
-    credentials.set_hash_concurrency(app.config["HASH_CONCURRENCY"])
+    credentials.set_hash_concurrency(app.config["HASH_CONCURRENCY"], app.config["HASH_QUEUE"],
+                                     app.config["HASH_QUEUE_WAIT"])
     credentials.warm_up()
     with app.app_context():
         prepare_sqlite_file(db.engine.url)
-        configure_engine(db.engine)
+        configure_engine(db.engine, app.config)
         check_database_opens(db.engine)
         app.extensions["reader"] = Reader(db.engine)
         init_activity(app)

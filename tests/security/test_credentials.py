@@ -4,9 +4,11 @@ import os
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import argon2
+import pytest
 from argon2.profiles import RFC_9106_LOW_MEMORY
 from werkzeug.security import generate_password_hash
 
@@ -63,7 +65,7 @@ def test_a_current_hash_is_not_rewritten_at_login(app, client):
 
 
 def test_hashes_run_on_bounded_threads_at_a_lower_priority(make_app):
-    make_app(HASH_CONCURRENCY=2)
+    make_app(HASH_CONCURRENCY=2, HASH_QUEUE=3, HASH_QUEUE_WAIT=10)  # room for all five
     running, most, lock = [0], [0], threading.Lock()
     release = threading.Event()
 
@@ -91,6 +93,44 @@ def test_hashes_run_on_bounded_threads_at_a_lower_priority(make_app):
         assert niceness == min(19, own + credentials.HASH_THREAD_NICENESS)
 
 
+def test_a_full_queue_refuses_at_once_and_a_late_start_gives_its_place_up(make_app):
+    make_app(HASH_CONCURRENCY=1, HASH_QUEUE=1, HASH_QUEUE_WAIT=0.3)
+    release, started = threading.Event(), threading.Event()
+
+    def hold():
+        started.set()
+        release.wait(10)
+        return "held"
+
+    outcomes = []
+
+    def call(function):
+        try:
+            outcomes.append(credentials._run_hashing(function))
+        except credentials.HashingBusy as busy:
+            outcomes.append(busy)
+
+    holder = threading.Thread(target=call, args=(hold,))
+    holder.start()
+    assert started.wait(5)
+    waiter = threading.Thread(target=call, args=(lambda: "never run",))
+    waiter.start()  # the queue's one place: waits 0.3 s for the thread, then gives up
+    time.sleep(0.1)
+    refused = []
+    try:
+        credentials._run_hashing(lambda: "never run")
+    except credentials.HashingBusy as busy:
+        refused.append(busy)  # queue full: refused without waiting
+    waiter.join(5)
+    release.set()
+    holder.join(5)
+    assert len(refused) == 1 and refused[0].code == 503
+    assert refused[0].get_response().headers["Retry-After"] == "1"
+    assert "held" in outcomes and "never run" not in outcomes
+    assert sum(isinstance(outcome, credentials.HashingBusy) for outcome in outcomes) == 1
+    assert credentials._run_hashing(lambda: "free again") == "free again"
+
+
 FORKED = """
 import os, signal, sys
 from zipline_sessions.security import credentials
@@ -110,3 +150,31 @@ def test_a_forked_worker_hashes_on_a_pool_of_its_own():
     result = subprocess.run([sys.executable, "-c", FORKED], cwd=root, capture_output=True, text=True,
                             timeout=90, check=False)
     assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize("profile", ["contract", "zipline-v4"])
+def test_a_login_finding_the_hashing_queue_full_is_503_at_once(make_seeded_app, profile):
+    app = make_seeded_app(HASH_CONCURRENCY=1, HASH_QUEUE=0, ERROR_PROFILE=profile)
+    client = app.test_client(use_cookies=False)
+    release, started = threading.Event(), threading.Event()
+
+    def hold():
+        started.set()
+        release.wait(10)
+
+    holder = threading.Thread(target=credentials._run_hashing, args=(hold,))
+    holder.start()
+    try:
+        assert started.wait(5)
+        response = client.post("/api/auth/login", json={"username": "alice", "password": "wonderland"})
+    finally:
+        release.set()
+        holder.join(10)
+    assert response.status_code == 503 and response.headers["Retry-After"] == "1"
+    if profile == "contract":
+        assert response.json == {"statusCode": 503, "error": "Service Unavailable",
+                                 "message": "Too many logins at once, try again shortly."}
+    else:
+        assert response.json == {"error": "E6003: Too many logins at once, try again shortly.", "code": 6003,
+                                 "statusCode": 503}
+    assert client.post("/api/auth/login", json={"username": "alice", "password": "wonderland"}).status_code == 200

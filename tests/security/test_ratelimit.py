@@ -132,7 +132,7 @@ def test_client_address(address, counted_as):
 
 
 def test_the_limit_holds_under_parallel_attempts(limited_app):
-    app = limited_app()
+    app = limited_app(HASH_QUEUE=16, HASH_QUEUE_WAIT=60)  # every counted attempt gets its hash
     answers, start = [], threading.Barrier(16)
 
     def one():

@@ -22,7 +22,7 @@ from flask import Flask, current_app
 from sqlalchemy import delete, or_, select, update
 
 from zipline_sessions.activity.events import SessionEvent
-from zipline_sessions.storage import clock
+from zipline_sessions.storage import clock, outage
 from zipline_sessions.storage.database import db, write_transaction
 
 logger = logging.getLogger("zipline_sessions.events")
@@ -188,8 +188,11 @@ class DeliveryThread(threading.Thread):
             try:
                 with self.app.app_context():
                     claimed = 0 if gate is not None and gate.still_behind() else deliver_due()
-            except Exception:  # a database hiccup must not end delivery in this worker
-                logger.exception("event delivery failed; retrying")
+            except Exception as error:  # a database hiccup must not end delivery in this worker
+                if outage.database_unavailable(error):  # one line, not a traceback twice a second
+                    logger.warning("event delivery waits for the database: %s", outage.describe(error))
+                else:
+                    logger.exception("event delivery failed; retrying")
                 claimed = 0
             if not claimed:
                 self.stopping.wait(POLL_SECONDS)

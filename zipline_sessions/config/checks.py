@@ -33,6 +33,13 @@ def check_settings(config) -> None:
         value = config[key]
         if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
             raise ConfigError(f"SESSIONS_{key} must be a positive whole number, not {value!r}")
+    for key in ("HASH_QUEUE_WAIT", "DATABASE_CONNECT_TIMEOUT", "DATABASE_TIMEOUT", "SQLITE_BUSY_TIMEOUT"):
+        value = config[key]
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+            raise ConfigError(f"SESSIONS_{key} must be a positive number of seconds, not {value!r}")
+    queue = config["HASH_QUEUE"]
+    if isinstance(queue, bool) or not isinstance(queue, int) or queue < 0:
+        raise ConfigError(f"SESSIONS_HASH_QUEUE must be a whole number (0 or more), not {queue!r}")
     for key in ("COOKIE_SECURE", "AUTO_MIGRATE", "TEST_CONTROL"):
         if not isinstance(config[key], bool):
             raise ConfigError(f"SESSIONS_{key} must be true or false, not {config[key]!r}")

@@ -27,6 +27,13 @@ DEFAULTS = {
     "MAX_BODY_BYTES": 16 * 1024,
     "MAX_PER_USER": 100,  # live sessions per user; a login beyond it ends the user's oldest
     "HASH_CONCURRENCY": 1,  # password hashes computed at once per worker process (64 MiB each)
+    # Logins that may wait for a hashing thread per worker, and how long (seconds) before 503.
+    "HASH_QUEUE": 1,
+    "HASH_QUEUE_WAIT": 0.5,
+    # Bounded waits on the database (storage/database.py, storage/watchdog.py), in seconds.
+    "DATABASE_CONNECT_TIMEOUT": 5,  # PostgreSQL: connecting, startup and login included
+    "DATABASE_TIMEOUT": 10,  # PostgreSQL: a statement's round trip, then its connection is cut
+    "SQLITE_BUSY_TIMEOUT": 5,  # SQLite: a write waits this long for another writer, then 503
     "AUTO_MIGRATE": True,  # bring the schema to head at start; off: flask --app app db-upgrade
     "TRUSTED_PROXIES": 0,  # how many reverse proxies' X-Forwarded-For / -Proto to believe
     # The service's own origin (scheme://host[:port]) as browsers see it; None: the request's
@@ -75,7 +82,8 @@ def load_settings(app: Flask, overrides: dict | None) -> None:
     if not config["DATABASE_URL"]:  # the folder is made with the file (storage/database.py, prepare_sqlite_file)
         config["DATABASE_URL"] = "sqlite:///" + os.path.join(app.instance_path, "sessions.db")
     config["SQLALCHEMY_DATABASE_URI"] = config["DATABASE_URL"]
-    # Database errors are logged; their SQL parameters (hashes, usernames) are not.
+    # Database errors are logged; their SQL parameters (hashes, usernames) are not. (app.py
+    # replaces these with storage.database.engine_options, which also bounds PostgreSQL's waits.)
     config["SQLALCHEMY_ENGINE_OPTIONS"] = {"hide_parameters": True}
     config["MAX_CONTENT_LENGTH"] = config["MAX_BODY_BYTES"]
     config["CORS_ORIGINS"] = parse_origins(config["CORS_ORIGINS"])

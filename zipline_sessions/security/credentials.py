@@ -9,6 +9,7 @@ from functools import cache
 
 from argon2 import PasswordHasher, profiles
 from argon2.exceptions import InvalidHashError, VerificationError
+from werkzeug.exceptions import ServiceUnavailable
 from werkzeug.security import check_password_hash
 
 # 32 random bytes = 256 bits, as DESIGN.md requires for tokens.
@@ -23,9 +24,24 @@ PASSWORD_HASHER = PasswordHasher.from_parameters(profiles.RFC_9106_LOW_MEMORY)
 # a hash in progress does not take the CPU from other requests (Linux; its lanes inherit it).
 HASH_THREAD_NICENESS = 10
 
+# A login that cannot start hashing soon answers 503 with this Retry-After (seconds).
+HASHING_RETRY_AFTER = 1
+HASHING_BUSY = "Too many logins at once, try again shortly."
+
 _hashing: ThreadPoolExecutor | None = None
 _hashing_threads = 0
 _hashing_lock = threading.Lock()
+# The bounded queue: hashes running or waiting (threads + queue); how long one may wait to start.
+_slots = threading.BoundedSemaphore(2)
+_queue = 1
+_queue_wait = 0.5
+
+
+class HashingBusy(ServiceUnavailable):
+    """Every hashing thread is busy and the queue is full, or a waiting hash did not start in time."""
+
+    def __init__(self):
+        super().__init__(HASHING_BUSY, retry_after=HASHING_RETRY_AFTER)
 
 
 def new_token() -> str:
@@ -43,10 +59,14 @@ def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
 
 
-def set_hash_concurrency(threads: int) -> None:
-    """How many password hashes this process computes at once (each takes 64 MiB); the rest wait."""
-    global _hashing, _hashing_threads
+def set_hash_concurrency(threads: int, queue: int | None = None, wait: float | None = None) -> None:
+    """How many password hashes this process computes at once (each takes 64 MiB); how many more
+    may wait for a thread (`queue`), each at most `wait` seconds; any beyond: HashingBusy."""
+    global _hashing, _hashing_threads, _slots, _queue, _queue_wait
     with _hashing_lock:
+        _queue = _queue if queue is None else queue
+        _queue_wait = _queue_wait if wait is None else wait
+        _slots = threading.BoundedSemaphore(threads + _queue)
         if threads == _hashing_threads:
             return
         previous = _hashing
@@ -79,11 +99,33 @@ def _lower_priority() -> None:
         pass
 
 
+def refuse_when_busy() -> None:
+    """HashingBusy now when every hashing place (threads and queue) is taken: a login that
+    could not be hashed is refused before it costs anything else (its count, its lookup)."""
+    if _hashing is not None and _slots._value == 0:  # a glance, not a reservation: _run_hashing decides
+        raise HashingBusy()
+
+
 def _run_hashing(function, *args):
-    """Every password hash and check goes through here: at most the set number at once."""
+    """Every password hash and check goes through here: at most the set number at once, and
+    a bounded queue behind them. A caller that finds the queue full is refused at once
+    (HashingBusy: 503 with Retry-After), holding its request thread no longer; one that waits
+    longer than the set wait without its hash starting is refused then."""
     if _hashing is None:
         set_hash_concurrency(1)
-    return _hashing.submit(function, *args).result()
+    slots = _slots
+    if not slots.acquire(blocking=False):
+        raise HashingBusy()
+    try:
+        future = _hashing.submit(function, *args)
+        try:
+            return future.result(timeout=_queue_wait)
+        except TimeoutError:
+            if future.cancel():  # still waiting for a thread: give its place up
+                raise HashingBusy() from None
+            return future.result()  # started: a hash runs for well under a second
+    finally:
+        slots.release()
 
 
 def hash_password(password: str) -> str:

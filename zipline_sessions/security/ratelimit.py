@@ -28,7 +28,7 @@ from werkzeug.exceptions import HTTPException, ServiceUnavailable, TooManyReques
 
 from schemas import request_json
 from zipline_sessions.config.checks import rate_limit_is_off
-from zipline_sessions.security import attempts
+from zipline_sessions.security import attempts, credentials
 from zipline_sessions.security.security_log import security_event
 from zipline_sessions.storage import clock
 from zipline_sessions.storage.database import write_transaction
@@ -161,6 +161,7 @@ def check_password_attempt(username: str, purpose: str) -> None:
 
 
 def count_attempt(username: str, purpose: str) -> None:
+    credentials.refuse_when_busy()  # 503 at once when no hash could start: nothing counted or read
     limiter = current_app.extensions.get("login_limiter")
     if limiter is not None:
         checks = limiter.checks(username, client_address(request.remote_addr))

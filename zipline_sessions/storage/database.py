@@ -1,15 +1,17 @@
 """The SQLAlchemy handle, SQLite connection settings and write transactions."""
 
+import math
 import os
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 
 from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy import event
-from sqlalchemy.engine import URL, Engine
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.engine import URL, Engine, make_url
+from sqlalchemy.exc import DisconnectionError, SQLAlchemyError
 from sqlalchemy.orm import DeclarativeBase
 
 from zipline_sessions.config.checks import ConfigError
+from zipline_sessions.storage.watchdog import Watchdog, watch
 
 
 class Base(DeclarativeBase):
@@ -18,22 +20,52 @@ class Base(DeclarativeBase):
 
 db = SQLAlchemy(model_class=Base)
 
-# A write that must wait for another writer waits this long before failing.
-SQLITE_BUSY_TIMEOUT_MS = 10_000
+# A write that must wait for another writer waits this long before failing (503); the
+# setting SESSIONS_SQLITE_BUSY_TIMEOUT replaces it for the app's engine.
+SQLITE_BUSY_TIMEOUT_MS = 5_000
 # Activity writes (activity/last_seen.py) on their own connections: not worth a disk flush each (a power
 # cut may lose the last few; never a revocation, which commits on the FULL connections), and
 # not worth waiting for a busy database (skipped after this long; the next use tries again).
 ACTIVITY_WAIT_MS = 50
+# PostgreSQL: a pooled connection's ping as it is handed out waits at most this long (a ping
+# takes well under a millisecond), then the pool opens a new connection instead.
+PING_SECONDS = 2
 ACTIVITY_CONNECTION_SETUP = {
     "sqlite": ("PRAGMA synchronous=NORMAL", f"PRAGMA busy_timeout={ACTIVITY_WAIT_MS}"),
     "postgresql": ("SET synchronous_commit TO off", f"SET lock_timeout = {ACTIVITY_WAIT_MS}"),
 }
 
 
-def configure_engine(engine: Engine) -> None:
-    """Apply the SQLite settings DESIGN.md asks for; other databases need nothing."""
+def engine_options(config) -> dict:
+    """SQLAlchemy's engine options for the configured database: on PostgreSQL, libpq's bounds
+    on a server that does not answer (README, "Configuration": SESSIONS_DATABASE_*)."""
+    options = {"hide_parameters": True}  # errors are logged; their parameters (hashes) are not
+    if make_url(config["SQLALCHEMY_DATABASE_URI"]).get_backend_name() == "postgresql":
+        bound = config["DATABASE_TIMEOUT"]
+        options["connect_args"] = {
+            "connect_timeout": max(2, math.ceil(config["DATABASE_CONNECT_TIMEOUT"])),  # libpq's minimum is 2
+            # A path that drops packets: unacknowledged data fails the socket after the bound,
+            # and an idle connection is probed (keepalives) and found dead within about it.
+            "tcp_user_timeout": int(bound * 1000),
+            "keepalives": 1,
+            "keepalives_idle": max(1, int(bound / 2)),
+            "keepalives_interval": max(1, int(bound / 6)),
+            "keepalives_count": 3,
+            # A live server gives up on a statement (a lock wait included) after the bound.
+            "options": f"-c statement_timeout={int(bound * 1000)}",
+        }
+    return options
+
+
+def configure_engine(engine: Engine, config=None) -> None:
+    """Apply the SQLite settings DESIGN.md asks for; on PostgreSQL, check each pooled connection
+    as it is handed out and bound every statement (watchdog.py)."""
+    if engine.dialect.name == "postgresql":
+        bound_statements(engine, Watchdog(config["DATABASE_TIMEOUT"] if config else 10))
+        return
     if engine.dialect.name != "sqlite":
         return
+    busy_ms = int(config["SQLITE_BUSY_TIMEOUT"] * 1000) if config else SQLITE_BUSY_TIMEOUT_MS
 
     @event.listens_for(engine, "connect")
     def on_connect(dbapi_connection, _record):
@@ -42,7 +74,7 @@ def configure_engine(engine: Engine) -> None:
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         # busy_timeout first: switching a new file to WAL waits on other starting workers.
-        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute(f"PRAGMA busy_timeout={busy_ms}")
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA foreign_keys=ON")
         # An answered revocation must survive a power cut, not just a crash.
@@ -53,6 +85,52 @@ def configure_engine(engine: Engine) -> None:
     def on_begin(connection):
         write_lock = connection.get_execution_options().get("write_lock")
         connection.exec_driver_sql("BEGIN IMMEDIATE" if write_lock else "BEGIN")
+
+
+def bound_statements(engine: Engine, watchdog: Watchdog) -> None:
+    """Every statement, commit and rollback on `engine` armed with the watchdog's deadline, and
+    each pooled connection pinged as it is handed out (a connection the server closed while it
+    sat in the pool, say across a restart, is replaced there, never failing a request). The
+    reader (reader.py) arms its own statements."""
+    watch(engine, watchdog)  # the reader finds it there
+
+    def dbapi_connection(connection):
+        return connection.connection.dbapi_connection
+
+    @event.listens_for(engine, "checkout")
+    def ping(connection, _record, _proxy):
+        watchdog.arm(connection, min(watchdog.seconds, PING_SECONDS))
+        try:
+            engine.dialect.do_ping(connection)
+        except engine.dialect.loaded_dbapi.Error as error:
+            raise DisconnectionError(str(error)) from error  # the pool opens a new connection
+        finally:
+            watchdog.disarm(connection)
+
+    @event.listens_for(engine, "before_cursor_execute")
+    def arm(connection, *_args):
+        if not connection.get_execution_options().get("unbounded"):  # migrations are not bounded
+            watchdog.arm(dbapi_connection(connection))
+
+    @event.listens_for(engine, "after_cursor_execute")
+    def disarm(connection, *_args):
+        watchdog.disarm(dbapi_connection(connection))
+
+    @event.listens_for(engine, "commit")
+    @event.listens_for(engine, "rollback")
+    def arm_ending(connection):
+        if not connection.get_execution_options().get("unbounded"):
+            watchdog.arm(dbapi_connection(connection))
+
+    @event.listens_for(engine, "handle_error")
+    def disarm_failed(context):
+        with suppress(Exception):  # an invalidated connection has none left: its entry lapses
+            watchdog.disarm(dbapi_connection(context.connection))
+
+    @event.listens_for(engine, "checkin")
+    def disarm_returned(connection, _record):
+        if connection is not None:
+            watchdog.disarm(connection)
 
 
 def prepare_sqlite_file(url: URL) -> None:

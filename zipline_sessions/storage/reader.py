@@ -8,6 +8,8 @@ from flask import current_app
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
+from zipline_sessions.storage.watchdog import watchdog_of
+
 
 def read_rows(statement, params: dict) -> list:
     """Run one prebuilt SELECT for the request path (see Reader); rows with named columns."""
@@ -38,6 +40,7 @@ class Reader:
         self.setup = (setup or {}).get(engine.dialect.name, ())
         self.idle: list = []  # (connection, cursor); list.pop and list.append are atomic
         self.generation = 0  # bumped by dispose: connections out at the time are closed on return
+        self.watchdog = watchdog_of(engine)  # PostgreSQL: a bound on each statement's round trip
         event.listen(engine, "engine_disposed", self.close_all)
 
     def rows(self, statement, params: dict) -> list:
@@ -62,15 +65,24 @@ class Reader:
                 connection, cursor = self.idle.pop()
             except IndexError:
                 connection, cursor = self._connect()
+            watchdog = self.watchdog
+            if watchdog is not None:
+                watchdog.arm(connection)
             try:
                 cursor.execute(prepared.sql, arguments)
                 result = collect(cursor)
             except self.engine.dialect.loaded_dbapi.Error as error:
+                in_time = watchdog is None or watchdog.disarm(connection)
                 disconnected = self.engine.dialect.is_disconnect(error, connection, cursor)
                 _close_quietly(connection)
-                if attempt == 2 or not disconnected:
-                    raise
+                if attempt == 2 or not disconnected or not in_time:
+                    raise  # a server that let the bound pass gets no second wait
+                # The server closed this connection (a restart): the idle ones are as dead.
+                # Once more on a new connection, so that no request fails on a stale one.
+                self.close_all()
                 continue
+            if watchdog is not None:
+                watchdog.disarm(connection)
             if generation == self.generation:
                 self.idle.append((connection, cursor))
             else:

@@ -51,8 +51,10 @@ def migrate(revision: str = "head") -> Migration:
     the first process migrates, the others then find nothing to do.
     """
     config = _alembic_config()
-    with db.engine.connect().execution_options(write_lock=True) as connection, connection.begin():
+    # A migration of a large table may take longer than SESSIONS_DATABASE_TIMEOUT: unbounded.
+    with db.engine.connect().execution_options(write_lock=True, unbounded=True) as connection, connection.begin():
         if connection.dialect.name == "postgresql":
+            connection.exec_driver_sql("SET LOCAL statement_timeout = 0")
             connection.exec_driver_sql("SELECT pg_advisory_xact_lock(7468201)")
         before = _revision(connection)
         if before is not None and _unknown(before):

@@ -8,9 +8,13 @@ compatibility".
 """
 
 from flask import Flask, current_app, jsonify
-from werkzeug.exceptions import HTTPException, InternalServerError, default_exceptions
+from werkzeug.exceptions import HTTPException, InternalServerError, ServiceUnavailable, default_exceptions
 
 from schemas import error_schema, zipline_error_schema
+from zipline_sessions.storage import outage
+
+# A client told the database is unavailable tries again after this many seconds.
+RETRY_AFTER_UNAVAILABLE = 1
 
 # Zipline v4's codes for the messages this service shares with it (API_ERRORS in errors.ts).
 ZIPLINE_CODES = {
@@ -99,6 +103,11 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(Exception)
     def unexpected_error(error: Exception):
+        if outage.database_unavailable(error):
+            # Down, restarting, silent past its bound, locked past the busy wait, or full: the
+            # client may try again; the operator gets one line, not a traceback per request.
+            current_app.logger.warning("Database unavailable: %s", outage.describe(error))
+            return error_response(ServiceUnavailable(outage.UNAVAILABLE, retry_after=RETRY_AFTER_UNAVAILABLE))
         # Logged with its traceback for the operator; the client learns nothing of it.
         current_app.logger.exception("Unhandled exception")
         return error_response(InternalServerError("An unexpected error occurred."))
