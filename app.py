@@ -123,6 +123,7 @@ def build_app(config: dict | None) -> Flask:
     db.init_app(app)
     warm_up()  # ua-parser compiles its matchers on first use; not during someone's login
     credentials.set_hash_concurrency(app.config["HASH_CONCURRENCY"])
+    credentials.use_test_hasher(app.config["TEST_CONTROL"])
     credentials.warm_up()
     with app.app_context():
         prepare_sqlite_file(db.engine.url)

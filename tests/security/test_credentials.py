@@ -110,3 +110,18 @@ def test_a_forked_worker_hashes_on_a_pool_of_its_own():
     result = subprocess.run([sys.executable, "-c", FORKED], cwd=root, capture_output=True, text=True,
                             timeout=90, check=False)
     assert result.returncode == 0, result.stderr
+
+
+def test_with_test_control_passwords_are_hashed_at_the_cheapest_parameters_and_rehashed_for_real(make_app):
+    fixture = make_app(TEST_CONTROL=True)
+    assert fixture.test_client().post("/__test__/reset", json={"users": [
+        {"username": "tess", "password": "cheap-in-tests"}]}).status_code == 200
+    cheap = stored_hash(fixture, "tess")
+    assert cheap.startswith("$argon2id$v=19$m=8,t=1,p=1$")
+    assert credentials.password_matches(cheap, "cheap-in-tests")
+    assert not credentials.password_matches(cheap, "cheap-in-tests!")
+
+    service = make_app()  # the same database, test control off: real parameters again
+    client = service.test_client(use_cookies=False)
+    assert client.post(LOGIN, json={"username": "tess", "password": "cheap-in-tests"}).status_code == 200
+    assert argon2.extract_parameters(stored_hash(service, "tess")) == RFC_9106_LOW_MEMORY

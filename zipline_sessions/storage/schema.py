@@ -11,7 +11,11 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from zipline_sessions.storage.database import db
 
-MIGRATIONS = Path(__file__).resolve().parents[2] / "migrations"
+# Installed, migrations/ ships inside the package (zipline_sessions/_entry/, see command.py);
+# in a checkout it is at the top of the repository.
+_PACKAGE = Path(__file__).resolve().parents[1]
+MIGRATIONS = next(path for path in (_PACKAGE / "_entry" / "migrations", _PACKAGE.parent / "migrations")
+                  if path.is_dir())
 
 
 def migrate(revision: str = "head") -> None:
