@@ -132,7 +132,7 @@ def build_app(config: dict | None) -> Flask:
         app.extensions["reader"] = Reader(db.engine)
         init_activity(app)
         if app.config["AUTO_MIGRATE"]:
-            migrate()
+            migrate(new_database_from=_every_table() if app.config["TEST_CONTROL"] else None)
     if app.config["TRUSTED_PROXIES"]:
         # Behind N reverse proxies: believe their X-Forwarded-For / -Proto, and no more.
         hops = app.config["TRUSTED_PROXIES"]
@@ -154,6 +154,13 @@ def build_app(config: dict | None) -> Flask:
     if app.config["SEED_FILE"]:
         seed_at_start(app)
     return app
+
+
+def _every_table():
+    """Test control: every table's definition (its own tables too), to build a new database in one step."""
+    from zipline_sessions.fixture import tables  # noqa: F401  (test control's tables join db.metadata)
+
+    return db.metadata
 
 
 def seed_at_start(app: Flask) -> None:
