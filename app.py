@@ -43,7 +43,6 @@ from zipline_sessions.storage.reader import Reader
 from zipline_sessions.storage.schema import migrate, schema_is_current, schema_problem
 from zipline_sessions.web.errors import register_error_handlers
 from zipline_sessions.web.framework import SessionsApp
-from zipline_sessions.web.openapi import build_openapi
 
 api = Blueprint("api", __name__, url_prefix="/api")
 
@@ -96,7 +95,11 @@ def health():
 
 @api.get("/openapi.json")
 def openapi_document():
-    """The OpenAPI 3 document of this API."""
+    """The OpenAPI 3 document of this API (built on first use: a start does not pay for it)."""
+    if "openapi" not in current_app.extensions:
+        from zipline_sessions.web.openapi import build_openapi
+
+        current_app.extensions["openapi"] = build_openapi(current_app)
     return current_app.extensions["openapi"]
 
 
@@ -121,7 +124,10 @@ def build_app(config: dict | None) -> Flask:
         app.logger.warning(warning)
     load_settings(app, config)
     db.init_app(app)
-    warm_up()  # ua-parser compiles its matchers on first use; not during someone's login
+    if not app.config["TEST_CONTROL"]:
+        # ua-parser compiles its matchers on first use; not during someone's login. With test
+        # control, a fast start comes first: a seed file at start builds them before the fork.
+        warm_up()
     credentials.set_hash_concurrency(app.config["HASH_CONCURRENCY"])
     credentials.use_test_hasher(app.config["TEST_CONTROL"])
     credentials.warm_up()
@@ -150,7 +156,6 @@ def build_app(config: dict | None) -> Flask:
 
         init_test_control(app)
     cli.register(app)
-    app.extensions["openapi"] = build_openapi(app)
     if app.config["SEED_FILE"]:
         seed_at_start(app)
     return app

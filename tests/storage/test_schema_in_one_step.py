@@ -11,8 +11,8 @@ from zipline_sessions.storage.schema import migrate, schema_is_current
 
 
 def schema_of(url: str) -> dict:
-    """Every table's columns, keys, indexes and constraints as the database reports them, and the
-    Alembic revision it is stamped at."""
+    """Every table's columns, keys, indexes and constraints as the database reports them, and every
+    row (the Alembic revision it is stamped at, the rows migrations insert)."""
     engine = create_engine(url)
     try:
         found = inspect(engine)
@@ -29,8 +29,9 @@ def schema_of(url: str) -> dict:
                 "unique": sorted((u["column_names"]) for u in found.get_unique_constraints(table)),
                 "checks": sorted(c["sqltext"] for c in found.get_check_constraints(table)),
             }
-        with engine.connect() as connection:
-            schema["revision"] = connection.exec_driver_sql("SELECT version_num FROM alembic_version").all()
+        with engine.connect() as connection:  # and the rows the migrations insert (the test clock's)
+            schema["rows"] = {table: connection.exec_driver_sql(f"SELECT * FROM {table} ORDER BY 1").all()
+                              for table in schema["tables"]}
         return schema
     finally:
         engine.dispose()
@@ -48,6 +49,7 @@ def test_a_new_database_built_in_one_step_equals_the_migrations_result(tmp_path,
     build(migrated_url)  # test control off: the migrations, one by one
     migrated = schema_of(migrated_url)
     assert "test_clock" in migrated["tables"] and len(migrated["tables"]) >= 8
+    assert migrated["rows"]["test_clock"] == [(1, None)] and migrated["rows"]["alembic_version"]
 
     one_step_url = empty_database(tmp_path / "one-step", postgres_database)  # PostgreSQL: emptied again
     build(one_step_url, TEST_CONTROL=True)
