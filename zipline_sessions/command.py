@@ -48,4 +48,9 @@ def main() -> None:
     folder = str(entry_folder())
     if folder not in sys.path:
         sys.path.insert(0, folder)
+    if sys.argv[1:] == ["serve"]:
+        # Outside click, exactly as `python serve.py`: a wrong setting is one line, exit status 2.
+        import serve
+
+        sys.exit(serve.main())
     commands.main(prog_name="zipline-sessions")

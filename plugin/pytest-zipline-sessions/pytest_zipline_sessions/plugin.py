@@ -119,7 +119,11 @@ def zipline_sessions_server(request, tmp_path_factory):
         request.config.stash[_service_key] = service
         service.start()
     except StartError as error:
-        pytest.fail(str(error), pytrace=False)
+        problem = str(error)
+    else:
+        problem = None
+    if problem is not None:
+        pytest.fail(problem, pytrace=False)  # outside the except: one line, no chained exception
     yield service
     service.stop()
 
