@@ -10,6 +10,13 @@ IPHONE = ("Mozilla/5.0 (iPhone; CPU iPhone OS 18_2 like Mac OS X) AppleWebKit/60
           "(KHTML, like Gecko) Version/18.2 Mobile/15E148 Safari/604.1")
 
 
+def test_theo_sees_his_new_session(zipline_login):  # the README's five lines
+    theo = zipline_login("theo", "hunter2-but-longer")
+    sessions = theo.get("/api/user/sessions").json()
+    assert sessions["current"]["client"] == "Python Requests"
+    assert len(sessions["other"]) == 3
+
+
 def test_theo_logs_in_and_sees_his_new_session_first(zipline_login):
     theo = zipline_login("theo", "hunter2-but-longer", user_agent=IPHONE)
     sessions = theo.get("/api/user/sessions").json()

@@ -25,7 +25,7 @@ def test_hold_the_service(zipline_sessions):
 def test_the_examples_pass_as_the_plugins_own_tests(client_pytest):
     result = client_pytest("-q")
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "10 passed" in result.stdout
+    assert "11 passed" in result.stdout
 
 
 def test_under_xdist_each_worker_has_its_own_one_worker_service(client_pytest, project):
@@ -35,7 +35,7 @@ def test_under_xdist_each_worker_has_its_own_one_worker_service(client_pytest, p
         "    print('URL', zipline_sessions.url)\n")
     result = client_pytest("-q", "-n", "2", "-s", "--zipline-sessions-workers", "3")
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "11 passed" in result.stdout
+    assert "12 passed" in result.stdout
 
 
 def test_a_failing_test_carries_the_services_log_of_that_test(client_pytest, project):
