@@ -7,7 +7,7 @@ from sqlalchemy import create_engine, inspect, text
 from app import create_app
 from zipline_sessions.fixture import tables as test_control_tables
 from zipline_sessions.storage.database import db
-from zipline_sessions.storage.schema import migrate, schema_is_current
+from zipline_sessions.storage.schema import MIGRATIONS, migrate, newest_revisions, schema_is_current
 
 
 def schema_of(url: str) -> dict:
@@ -67,3 +67,13 @@ def test_a_database_with_tables_is_migrated_not_rebuilt(make_app):
     with upgraded.app_context():
         assert schema_is_current()
         assert db.session.execute(text("SELECT username FROM users")).scalars().all() == ["olga"]
+
+
+def test_the_newest_revisions_read_from_the_files_are_alembics_heads():
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    assert newest_revisions() == frozenset(ScriptDirectory.from_config(config).get_heads())
+    assert len(newest_revisions()) == 1

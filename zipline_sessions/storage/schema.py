@@ -1,12 +1,14 @@
-"""The database schema: Alembic migrations, run once at start or by `flask --app app db-upgrade`."""
+"""The database schema: Alembic migrations, run once at start or by `flask --app app db-upgrade`.
 
+Alembic itself is imported only to run migrations: a start on a current database, or on a new
+test database built in one step, reads and writes the version table directly, as Alembic does.
+"""
+
+import ast
 from functools import cache
 from pathlib import Path
 
-from alembic.config import Config as AlembicConfig
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
-from sqlalchemy import MetaData, inspect
+from sqlalchemy import Column, MetaData, PrimaryKeyConstraint, String, Table, inspect, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from zipline_sessions.storage.database import db
@@ -16,6 +18,9 @@ from zipline_sessions.storage.database import db
 _PACKAGE = Path(__file__).resolve().parents[1]
 MIGRATIONS = next(path for path in (_PACKAGE / "_entry" / "migrations", _PACKAGE.parent / "migrations")
                   if path.is_dir())
+# Alembic's version table, as its MigrationContext defines it.
+VERSION_TABLE = Table("alembic_version", MetaData(), Column("version_num", String(32), nullable=False),
+                      PrimaryKeyConstraint("version_num", name="alembic_version_pkc"))
 
 
 def migrate(revision: str = "head", new_database_from: MetaData | None = None) -> None:
@@ -30,13 +35,18 @@ def migrate(revision: str = "head", new_database_from: MetaData | None = None) -
     with db.engine.connect().execution_options(write_lock=True) as connection, connection.begin():
         if connection.dialect.name == "postgresql":
             connection.exec_driver_sql("SELECT pg_advisory_xact_lock(7468201)")
+        if revision == "head" and _current_revisions(connection) == newest_revisions():
+            return  # nothing to do: no need for Alembic
         if new_database_from is not None and revision == "head" and not inspect(connection).get_table_names():
             new_database_from.create_all(connection)
-            MigrationContext.configure(connection).stamp(_script_directory(), "head")
+            VERSION_TABLE.create(connection)
+            connection.execute(VERSION_TABLE.insert(), [{"version_num": head} for head in sorted(newest_revisions())])
             return
-        from alembic import command  # the migrations' path only: a new test database never needs it
+        from alembic import command
+        from alembic.config import Config
 
-        config = _alembic_config()
+        config = Config()
+        config.set_main_option("script_location", str(MIGRATIONS))
         config.attributes["connection"] = connection
         command.upgrade(config, revision)
 
@@ -53,16 +63,28 @@ def schema_problem() -> str | None:
 def schema_is_current() -> bool:
     """Whether the database is at the newest migration (an unreachable database raises)."""
     with db.engine.connect() as connection:
-        current = MigrationContext.configure(connection).get_current_heads()
-    return set(current) == set(_script_directory().get_heads())
+        return _current_revisions(connection) == newest_revisions()
+
+
+def _current_revisions(connection) -> frozenset[str]:
+    if not inspect(connection).has_table(VERSION_TABLE.name):
+        return frozenset()
+    return frozenset(connection.execute(select(VERSION_TABLE.c.version_num)).scalars())
 
 
 @cache
-def _script_directory() -> ScriptDirectory:
-    return ScriptDirectory.from_config(_alembic_config())
-
-
-def _alembic_config() -> AlembicConfig:
-    config = AlembicConfig()
-    config.set_main_option("script_location", str(MIGRATIONS))
-    return config
+def newest_revisions() -> frozenset[str]:
+    """The head revisions of migrations/: read from the files' `revision` and `down_revision`,
+    without importing Alembic (tests/storage/test_schema_in_one_step.py holds it to Alembic's own)."""
+    revisions, parents = set(), set()
+    for path in (MIGRATIONS / "versions").glob("*.py"):
+        for node in ast.parse(path.read_text()).body:
+            target = node.targets[0] if isinstance(node, ast.Assign) and len(node.targets) == 1 else getattr(
+                node, "target", None)
+            if isinstance(node, ast.Assign | ast.AnnAssign) and isinstance(target, ast.Name) and node.value:
+                if target.id == "revision":
+                    revisions.add(ast.literal_eval(node.value))
+                elif target.id == "down_revision":
+                    value = ast.literal_eval(node.value)
+                    parents.update(value if isinstance(value, tuple | list) else [value] if value else [])
+    return frozenset(revisions - parents)
