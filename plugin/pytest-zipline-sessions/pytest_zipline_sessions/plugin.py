@@ -55,9 +55,10 @@ def _setting(config, name: str) -> str:
     if value is None and name == "command":
         value = os.environ.get("ZIPLINE_SESSIONS_COMMAND")
     if value is None:
-        value = config.getini(f"zipline_sessions_{name}")
-        if value and name in ("seed", "command") and os.sep in value and config.inipath is not None:
-            value = str(config.inipath.parent / value)  # an ini's path is relative to the ini file
+        value = config.getini(f"zipline_sessions_{name}").strip()
+        # A path in the ini file is relative to it (a command without a slash is looked up on PATH).
+        if value and config.inipath is not None and (name == "seed" or (name == "command" and os.sep in value)):
+            value = str(config.inipath.parent / value)
     return value.strip()
 
 
