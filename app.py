@@ -133,7 +133,7 @@ def build_app(config: dict | None) -> Flask:
     credentials.warm_up()
     with app.app_context():
         prepare_sqlite_file(db.engine.url)
-        configure_engine(db.engine)
+        configure_engine(db.engine, durable=not app.config["TEST_CONTROL"])
         check_database_opens(db.engine)
         app.extensions["reader"] = Reader(db.engine)
         init_activity(app)
