@@ -11,7 +11,8 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import outside_env
+
+from installed.conftest import outside_env
 
 WORKER_PID_TEST = """
 import os, time

@@ -7,8 +7,9 @@ import time
 import tomllib
 import urllib.request
 
-from conftest import outside_env, run
 from live_server import ROOT
+
+from installed.conftest import outside_env, run
 
 COMMON_NAMES = ["app", "models", "schemas", "cli", "serve", "settings", "migrations", "web", "storage", "config"]
 
