@@ -1,7 +1,7 @@
 """Tests of a client project against zipline-sessions, with pytest-zipline-sessions installed.
 
 pytest.ini names the seed (../seed.json); the service is the zipline-sessions command on PATH.
-These are also the plugin's own tests (tests/plugin/ runs them in a venv outside the repository).
+These are also the plugin's own tests (tests/installed/ runs them in a venv outside the repository).
 """
 
 import pytest
