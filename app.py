@@ -49,7 +49,6 @@ from zipline_sessions.storage.schema import migrate, schema_is_current, schema_p
 from zipline_sessions.web.errors import register_error_handlers
 from zipline_sessions.web.framework import SessionsApp
 from zipline_sessions.web.logs import configure_app_logs
-from zipline_sessions.web.openapi import build_openapi
 from zipline_sessions.web.schema_gate import init_schema_gate
 
 api = Blueprint("api", __name__, url_prefix="/api")
@@ -103,7 +102,11 @@ def health():
 
 @api.get("/openapi.json")
 def openapi_document():
-    """The OpenAPI 3 document of this API."""
+    """The OpenAPI 3 document of this API (built on first use: a start does not pay for it)."""
+    if "openapi" not in current_app.extensions:
+        from zipline_sessions.web.openapi import build_openapi
+
+        current_app.extensions["openapi"] = build_openapi(current_app)
     return current_app.extensions["openapi"]
 
 
@@ -130,19 +133,24 @@ def build_app(config: dict | None) -> Flask:
     configure_app_logs(app)  # the app's own lines: stderr, at SESSIONS_LOG_LEVEL
     app.config["SQLALCHEMY_ENGINE_OPTIONS"] = engine_options(app.config)
     db.init_app(app)
-    warm_up()  # ua-parser compiles its matchers on first use; not during someone's login
+    if not app.config["TEST_CONTROL"]:
+        # ua-parser compiles its matchers on first use; not during someone's login. With test
+        # control, a fast start comes first: a seed file at start builds them before the fork.
+        warm_up()
     credentials.set_hash_concurrency(app.config["HASH_CONCURRENCY"], app.config["HASH_QUEUE"],
                                      app.config["HASH_QUEUE_WAIT"])
+    credentials.use_test_hasher(app.config["TEST_CONTROL"])
     credentials.warm_up()
     with app.app_context():
         prepare_sqlite_file(db.engine.url)
-        configure_engine(db.engine, app.config)
+        configure_engine(db.engine, app.config, durable=not app.config["TEST_CONTROL"])
         check_database_opens(db.engine)
         app.extensions["reader"] = Reader(db.engine)
         init_activity(app)
         if app.config["AUTO_MIGRATE"]:
-            app.extensions["migrated_at_start"] = migration = migrate()
-            if migration.ran:
+            new_database_from = _every_table() if app.config["TEST_CONTROL"] else None
+            app.extensions["migrated_at_start"] = migration = migrate(new_database_from=new_database_from)
+            if migration.ran or migration.built:
                 app.logger.info("At start (SESSIONS_AUTO_MIGRATE): %s", migration.describe())
     if app.config["TRUSTED_PROXIES"]:
         # Behind N reverse proxies: believe their X-Forwarded-For / -Proto, and no more.
@@ -162,10 +170,16 @@ def build_app(config: dict | None) -> Flask:
 
         init_test_control(app)
     cli.register(app)
-    app.extensions["openapi"] = build_openapi(app)
     if app.config["SEED_FILE"]:
         seed_at_start(app)
     return app
+
+
+def _every_table():
+    """Test control: every table's definition (its own tables too), to build a new database in one step."""
+    from zipline_sessions.fixture import tables  # noqa: F401  (test control's tables join db.metadata)
+
+    return db.metadata
 
 
 def seed_at_start(app: Flask) -> None:

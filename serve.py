@@ -140,6 +140,10 @@ def main() -> int:
     port, holder = reserve_port(host, int(port))
     base_url = f"http://{f'[{host}]' if ':' in host else host}:{port}"
     announce_when_ready(base_url, host, port, app.config["READY_FILE"])
+    if app.config["PARENT_PID"] is not None:
+        from zipline_sessions.fixture.parent_watch import watch_parent
+
+        watch_parent(app.config["PARENT_PID"])
     try:
         build_server(app, host, port).serve(target_loader=lambda _target: app)
     finally:

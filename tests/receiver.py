@@ -13,7 +13,9 @@ README = Path(__file__).resolve().parent.parent / "README.md"
 
 def readme_signature_check():
     """verify_signature, defined by running the README's Python block as written."""
-    block = re.search(r"```python\n(.*?def verify_signature.*?)```", README.read_text(), re.DOTALL).group(1)
+    # The block that defines it: never across a fence (other Python blocks come before it).
+    block = re.search(r"```python\n((?:(?!```).)*?def verify_signature.*?)```", README.read_text(),
+                      re.DOTALL).group(1)
     namespace = {}
     exec(compile(block, "README.md", "exec"), namespace)  # noqa: S102 - the README block is what is tested
     return namespace["verify_signature"]

@@ -34,6 +34,9 @@ def test_environment_variables_configure_the_app(tmp_path, monkeypatch):
         ("SESSIONS_MAX_PER_USER", "0", "SESSIONS_MAX_PER_USER must be a positive whole number, not 0"),
         ("SESSIONS_MAX_PER_USER", "lots", "SESSIONS_MAX_PER_USER must be a positive whole number, not 'lots'"),
         ("SESSIONS_HASH_CONCURRENCY", "0", "SESSIONS_HASH_CONCURRENCY must be a positive whole number, not 0"),
+        ("SESSIONS_PARENT_PID", "pytest", ("SESSIONS_PARENT_PID must be a process id, a whole number above 1, "
+                                          "not 'pytest'")),
+        ("SESSIONS_PARENT_PID", "1", "SESSIONS_PARENT_PID must be a process id, a whole number above 1, not 1"),
         ("SESSIONS_HASH_CONCURRENCY", "1.5", "SESSIONS_HASH_CONCURRENCY must be a positive whole number"),
         ("SESSIONS_COOKIE_SECURE", "yes", "SESSIONS_COOKIE_SECURE must be true or false"),
         ("SESSIONS_COOKIE_NAME", '"a b"', "SESSIONS_COOKIE_NAME is not a valid cookie name"),

@@ -178,3 +178,18 @@ def test_a_login_finding_the_hashing_queue_full_is_503_at_once(make_seeded_app, 
         assert response.json == {"error": "E6003: Too many logins at once, try again shortly.", "code": 6003,
                                  "statusCode": 503}
     assert client.post("/api/auth/login", json={"username": "alice", "password": "wonderland"}).status_code == 200
+
+
+def test_with_test_control_passwords_are_hashed_at_the_cheapest_parameters_and_rehashed_for_real(make_app):
+    fixture = make_app(TEST_CONTROL=True)
+    assert fixture.test_client().post("/__test__/reset", json={"users": [
+        {"username": "tess", "password": "cheap-in-tests"}]}).status_code == 200
+    cheap = stored_hash(fixture, "tess")
+    assert cheap.startswith("$argon2id$v=19$m=8,t=1,p=1$")
+    assert credentials.password_matches(cheap, "cheap-in-tests")
+    assert not credentials.password_matches(cheap, "cheap-in-tests!")
+
+    service = make_app()  # the same database, test control off: real parameters again
+    client = service.test_client(use_cookies=False)
+    assert client.post(LOGIN, json={"username": "tess", "password": "cheap-in-tests"}).status_code == 200
+    assert argon2.extract_parameters(stored_hash(service, "tess")) == RFC_9106_LOW_MEMORY

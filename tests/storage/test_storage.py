@@ -105,3 +105,12 @@ def _everything_stored(app) -> bytes:
         stored += b"".join(Path(path + end).read_bytes() for end in ("", "-wal") if Path(path + end).exists())
     assert b"sess_abc123" in stored  # the dump holds the data, so the absences below mean something
     return stored
+
+
+@sqlite_only
+def test_with_test_control_commits_are_not_synced_to_disk(make_app):
+    app = make_app(TEST_CONTROL=True)
+    with app.app_context():
+        connection = db.session.connection()
+        assert connection.exec_driver_sql("PRAGMA synchronous").scalar() == 1  # NORMAL, in WAL mode
+        assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"

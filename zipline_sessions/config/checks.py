@@ -107,6 +107,9 @@ def _check_server(config) -> None:
     ready = config["READY_FILE"]
     if ready is not None and (not isinstance(ready, str) or not ready):
         raise ConfigError(f"SESSIONS_READY_FILE must be a file path, not {ready!r}")
+    parent = config["PARENT_PID"]
+    if parent is not None and (isinstance(parent, bool) or not isinstance(parent, int) or parent <= 1):
+        raise ConfigError(f"SESSIONS_PARENT_PID must be a process id, a whole number above 1, not {parent!r}")
     if not isinstance(config["ACCESS_LOG"], str) or not config["ACCESS_LOG"]:
         raise ConfigError(f"SESSIONS_ACCESS_LOG must be -, off or a file path, not {config['ACCESS_LOG']!r}")
 

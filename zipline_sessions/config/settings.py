@@ -50,6 +50,7 @@ DEFAULTS = {
     "LOG_LEVEL": "info",
     "ACCESS_LOG": "-",  # "-": stdout, "off", or a file path
     "READY_FILE": None,  # a path: serve.py writes the base URL there once the service answers
+    "PARENT_PID": None,  # a process id: serve.py stops when that process is gone (a test runner's)
     # Test fixtures (README, "Use it in tests"): the /__test__/ routes, for loopback clients only.
     "TEST_CONTROL": False,
     # Host names besides loopback ones under which test control answers (comma-separated; .name: and subdomains).

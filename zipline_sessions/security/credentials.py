@@ -5,6 +5,7 @@ import os
 import secrets
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from functools import cache
 
 from argon2 import PasswordHasher, profiles
@@ -20,6 +21,10 @@ SESSION_ID_PREFIX = "sess_"
 # and what Zipline's own server uses. A stored hash made with other parameters, or an older
 # werkzeug scrypt hash ("scrypt:..."), is rehashed at the user's next successful login.
 PASSWORD_HASHER = PasswordHasher.from_parameters(profiles.RFC_9106_LOW_MEMORY)
+# Test control only (never in production): argon2id at its cheapest parameters (t=1, 8 KiB, one
+# lane; microseconds), as Django's test settings use a fast hasher, so that a seed's passwords
+# and each login cost no hashing time. A hash made so is rehashed at a login on a real service.
+TEST_PASSWORD_HASHER = PasswordHasher.from_parameters(replace(profiles.CHEAPEST, salt_len=16, hash_len=32))
 # How much nicer (lower priority) than the request threads the hashing thread runs, so that
 # a hash in progress does not take the CPU from other requests (Linux; its lanes inherit it).
 HASH_THREAD_NICENESS = 10
@@ -138,6 +143,15 @@ def hash_passwords(passwords: list[str]) -> list[str]:
     if _hashing is None:
         set_hash_concurrency(1)
     return list(_hashing.map(PASSWORD_HASHER.hash, passwords))
+
+
+def use_test_hasher(test_control: bool) -> None:
+    """Hash with TEST_PASSWORD_HASHER when test control is on, else the real parameters."""
+    global PASSWORD_HASHER
+    hasher = TEST_PASSWORD_HASHER if test_control else PasswordHasher.from_parameters(profiles.RFC_9106_LOW_MEMORY)
+    if hasher.time_cost != PASSWORD_HASHER.time_cost or hasher.memory_cost != PASSWORD_HASHER.memory_cost:
+        PASSWORD_HASHER = hasher
+        _dummy_hash.cache_clear()
 
 
 def warm_up() -> None:

@@ -1,0 +1,178 @@
+"""The pytest plugin (entry point pytest11): options, the service's fixtures, its log on failures.
+
+Fixtures:
+  zipline_sessions         the service, reset as --zipline-sessions-scope says (default: before each test)
+  zipline_sessions_server  the service as started, never reset (session scope)
+  zipline_login            a factory: zipline_login(username, password) -> a logged-in requests.Session
+Marker:
+  @pytest.mark.zipline_sessions_seed(path_or_dict)  this test starts from that seed instead
+"""
+
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+from pytest_zipline_sessions.service import StartError, ZiplineSessions
+
+SCOPES = ("function", "module", "session")
+PROFILES = ("contract", "zipline-v4")
+# option name -> (help, ini default); each one is a command-line option, an ini option and,
+# for the command, an environment variable.
+OPTIONS = {
+    "command": (("the zipline-sessions command (default: ZIPLINE_SESSIONS_COMMAND, then PATH, then beside "
+                "this Python)"), ""),
+    "port": ("the port the service listens on (0: any free one; under xdist, port + the worker's number)", "0"),
+    "workers": ("the service's worker processes (always 1 under xdist)", "1"),
+    "seed": ("a seed file loaded at start and at each reset", ""),
+    "error_profile": (f"the service's error shape: {', '.join(PROFILES)}", ""),
+    "scope": (f"how often the store is reset to the seed: {', '.join(SCOPES)}", "function"),
+}
+LOG_SECTION = "zipline-sessions log"
+_service_key = pytest.StashKey[ZiplineSessions]()
+_settings_key = pytest.StashKey[dict]()
+_log_start_key = pytest.StashKey[int]()
+_reset_state_key = pytest.StashKey[dict]()
+
+
+def pytest_addoption(parser):
+    group = parser.getgroup("zipline-sessions")
+    for name, (help_text, default) in OPTIONS.items():
+        group.addoption(f"--zipline-sessions-{name.replace('_', '-')}", dest=f"zipline_sessions_{name}", help=help_text)
+        parser.addini(f"zipline_sessions_{name}", help_text, default=default)
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "zipline_sessions_seed(seed): start this test from `seed` (a path or a "
+                                       "dict) instead of the configured seed")
+    config.stash[_settings_key] = _settings(config)
+
+
+def _setting(config, name: str) -> str:
+    value = config.getoption(f"zipline_sessions_{name}")
+    if value is None and name == "command":
+        value = os.environ.get("ZIPLINE_SESSIONS_COMMAND")
+    if value is None:
+        value = config.getini(f"zipline_sessions_{name}").strip()
+        # A path in the ini file is relative to it (a command without a slash is looked up on PATH).
+        if value and config.inipath is not None and (name == "seed" or (name == "command" and os.sep in value)):
+            value = str(config.inipath.parent / value)
+    return value.strip()
+
+
+def _settings(config) -> dict:
+    """The options, checked: a bad one stops the run with one line."""
+    raw = {name: _setting(config, name) for name in OPTIONS}
+    for name in ("port", "workers"):
+        if not raw[name].isdigit() or (name == "workers" and int(raw[name]) < 1) or int(raw[name]) > 65535:
+            raise pytest.UsageError(f"zipline-sessions: {name} must be a whole number"
+                                    f"{' (1 or more)' if name == 'workers' else ' (0-65535)'}, not {raw[name]!r}")
+    if raw["scope"] not in SCOPES:
+        raise pytest.UsageError(f"zipline-sessions: scope must be one of {', '.join(SCOPES)}, not {raw['scope']!r}")
+    if raw["error_profile"] and raw["error_profile"] not in PROFILES:
+        raise pytest.UsageError(f"zipline-sessions: error profile must be one of {', '.join(PROFILES)}, "
+                                f"not {raw['error_profile']!r}")
+    seed = Path(raw["seed"]).resolve() if raw["seed"] else None
+    if seed is not None:
+        _check_seed(seed)
+    if raw["command"] and shutil.which(raw["command"]) is None:
+        raise pytest.UsageError(f"zipline-sessions: the command {raw['command']!r} is not an executable file")
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    index = int(worker[2:]) if worker.startswith("gw") and worker[2:].isdigit() else 0
+    port = int(raw["port"])
+    return {"command": raw["command"], "port": port + index if port and worker else port,
+            "workers": 1 if worker else int(raw["workers"]), "seed": seed,
+            "error_profile": raw["error_profile"] or None, "scope": raw["scope"]}
+
+
+def _check_seed(seed: Path) -> None:
+    import json
+
+    try:
+        json.loads(seed.read_text())
+    except OSError as error:
+        raise pytest.UsageError(f"zipline-sessions: cannot read the seed file {seed}: {error.strerror}") from None
+    except ValueError as error:
+        raise pytest.UsageError(f"zipline-sessions: the seed file {seed} is not JSON: {error}") from None
+
+
+def find_command(configured: str) -> str:
+    """The zipline-sessions command: as configured, else on PATH, else beside this Python."""
+    if configured:
+        return shutil.which(configured)
+    found = shutil.which("zipline-sessions") or shutil.which("zipline-sessions", path=str(Path(sys.executable).parent))
+    if found is None:
+        raise StartError("zipline-sessions: no zipline-sessions command on PATH; install the service (pipx install "
+                         "zipline-sessions) or name it with --zipline-sessions-command or ZIPLINE_SESSIONS_COMMAND")
+    return found
+
+
+@pytest.fixture(scope="session")
+def zipline_sessions_server(request, tmp_path_factory):
+    """The service of this test session (of this xdist worker), as started; stopped at the end."""
+    settings = request.config.stash[_settings_key]
+    try:
+        service = ZiplineSessions(find_command(settings["command"]), tmp_path_factory.mktemp("zipline-sessions"),
+                                  port=settings["port"], workers=settings["workers"], seed=settings["seed"],
+                                  error_profile=settings["error_profile"])
+        request.config.stash[_service_key] = service
+        service.start()
+    except StartError as error:
+        problem = str(error)
+    else:
+        problem = None
+    if problem is not None:
+        pytest.fail(problem, pytrace=False)  # outside the except: one line, no chained exception
+    yield service
+    service.stop()
+
+
+@pytest.fixture
+def zipline_sessions(request, zipline_sessions_server):
+    """The service, reset to the seed before this test (or per module, or once: the scope option);
+    a test marked zipline_sessions_seed starts from that seed instead."""
+    service, scope = zipline_sessions_server, request.config.stash[_settings_key]["scope"]
+    marker = request.node.get_closest_marker("zipline_sessions_seed")
+    state = request.session.stash.setdefault(_reset_state_key, {"module": None, "marked": False})
+    if marker is not None:
+        service.reset(marker.args[0] if marker.args else None)
+    elif scope == "function" or state["marked"] or state["module"] is None or (
+            scope == "module" and state["module"] != request.node.module):
+        service.reset()
+    state.update(module=request.node.module, marked=marker is not None)
+    return service
+
+
+@pytest.fixture
+def zipline_login(zipline_sessions):
+    """zipline_login(username, password, user_agent=None): a requests.Session logged in as that user
+    (its relative URLs go to the service); closed after the test."""
+    made = []
+
+    def login(username: str, password: str, user_agent: str | None = None):
+        made.append(zipline_sessions.login(username, password, user_agent))
+        return made[-1]
+
+    yield login
+    for session in made:
+        session.close()
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item):
+    service = item.config.stash.get(_service_key, None)
+    item.stash[_log_start_key] = service.log_size() if service is not None else 0
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    """A failing test that used the service gets the service's log of that test in its report."""
+    report = yield
+    service = item.config.stash.get(_service_key, None)
+    uses_it = {"zipline_sessions", "zipline_sessions_server", "zipline_login"} & set(item.fixturenames)
+    if report.failed and uses_it and service is not None and service.log_path.exists():
+        text = service.log(item.stash.get(_log_start_key, 0)) or "(nothing logged during this test)"
+        report.sections.append((f"Captured {LOG_SECTION} {call.when}", text))
+    return report

@@ -1,0 +1,188 @@
+"""One running zipline-sessions service: started with `zipline-sessions serve`, driven over HTTP."""
+
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+from urllib.parse import urljoin
+
+import requests
+
+START_SECONDS = 60  # a start slower than this is a failure (a normal one takes well under a second)
+STOP_SECONDS = 30
+
+
+class StartError(Exception):
+    """The service could not be started; the message is one line, for the test report."""
+
+
+class ServiceSession(requests.Session):
+    """A requests.Session whose relative URLs ("/api/user/sessions") go to the service."""
+
+    def __init__(self, base_url: str):
+        super().__init__()
+        self.base_url = base_url
+
+    def request(self, method, url, *args, **kwargs):
+        kwargs.setdefault("timeout", 30)
+        return super().request(method, urljoin(self.base_url, url), *args, **kwargs)
+
+
+class ZiplineSessions:
+    """The service of this test session: its `url`, test control (reset, clock, faults, journal),
+    and its log."""
+
+    def __init__(self, command: str, work: Path, port: int = 0, workers: int = 1, seed: Path | None = None,
+                 error_profile: str | None = None, environ: dict | None = None):
+        self.command, self.work, self.seed_file = command, work, seed
+        self.log_path = work / "zipline-sessions.log"
+        self.ready_file = work / "ready"
+        inherited = dict(os.environ if environ is None else environ)
+        self.env = {
+            "SESSIONS_LOGIN_RATE_LIMIT": "off",  # many logins per test; the user's setting wins
+            **inherited,
+            "SESSIONS_BIND": f"127.0.0.1:{port}",
+            "SESSIONS_READY_FILE": str(self.ready_file),
+            "SESSIONS_TEST_CONTROL": "true",
+            "SESSIONS_DATABASE_URL": f"sqlite:///{work / 'sessions.db'}",
+            "SESSIONS_WORKERS": str(workers),
+            "SESSIONS_PARENT_PID": str(os.getpid()),  # it stops when this test run is gone, even SIGKILLed
+        }
+        if seed is not None:
+            self.env["SESSIONS_SEED_FILE"] = str(seed)
+        if error_profile:
+            self.env["SESSIONS_ERROR_PROFILE"] = error_profile
+        self.process: subprocess.Popen | None = None
+        self.url = ""
+        self._seed_document = json.loads(seed.read_text()) if seed is not None else None
+        self._http = requests.Session()
+
+    # ---- the process
+
+    def start(self) -> "ZiplineSessions":
+        """Start `zipline-sessions serve` in a process group of its own; wait until it answers."""
+        self.ready_file.unlink(missing_ok=True)
+        with open(self.log_path, "ab") as log:
+            try:
+                self.process = subprocess.Popen([self.command, "serve"], env=self.env, stdin=subprocess.DEVNULL,
+                                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+            except OSError as error:
+                raise StartError(f"zipline-sessions: cannot run {self.command!r}: {error.strerror}") from None
+        deadline = time.monotonic() + START_SECONDS
+        while not (self.ready_file.exists() and self.ready_file.read_text().endswith("\n")):
+            if self.process.poll() is not None:
+                raise StartError(f"zipline-sessions did not start (exit status {self.process.returncode}): "
+                                 f"{self._last_words()}")
+            if time.monotonic() > deadline:
+                self.stop()
+                raise StartError(f"zipline-sessions did not answer within {START_SECONDS} s: {self._last_words()}")
+            time.sleep(0.01)
+        self.url = self.ready_file.read_text().strip()
+        return self
+
+    def stop(self) -> None:
+        """SIGTERM to its process group (a graceful stop), SIGKILL if it is not over in time."""
+        if self.process is None or self.process.poll() is not None:
+            return
+        _signal_group(self.process.pid, signal.SIGTERM)
+        try:
+            self.process.wait(timeout=STOP_SECONDS)
+        except subprocess.TimeoutExpired:
+            _signal_group(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+
+    def log(self, since: int = 0) -> str:
+        """The service's log (its stdout and stderr), from byte `since` on."""
+        with open(self.log_path, "rb") as log:
+            log.seek(since)
+            return log.read().decode("utf-8", "replace")
+
+    def log_size(self) -> int:
+        return self.log_path.stat().st_size if self.log_path.exists() else 0
+
+    def _last_words(self) -> str:
+        lines = [line for line in self.log().splitlines() if line.strip()]
+        refusals = [line for line in lines if line.startswith(("zipline-sessions:", "Error:"))]
+        return (refusals or lines or ["(no output)"])[-1].strip()
+
+    # ---- clients
+
+    def session(self, **headers) -> ServiceSession:
+        """A requests.Session on the service (relative URLs), with these headers on every request."""
+        client = ServiceSession(self.url)
+        client.headers.update(headers)
+        return client
+
+    def login(self, username: str, password: str, user_agent: str | None = None) -> ServiceSession:
+        """Log `username` in: a requests.Session holding the session cookie."""
+        client = self.session(**({"User-Agent": user_agent} if user_agent else {}))
+        answer = client.post("/api/auth/login", json={"username": username, "password": password})
+        if answer.status_code != 200:
+            raise AssertionError(f"login of {username!r} refused: {answer.status_code} {answer.text.strip()}")
+        return client
+
+    # ---- test control
+
+    def reset(self, seed=True) -> dict:
+        """Empty the store, release the clock, clear faults and the journal; then load a seed:
+        True: the configured seed file (if any); None or False: none; a dict or a path: that one."""
+        document = self._seed_document if seed is True else _seed_document(seed)
+        return self.control("POST", "/reset", document)
+
+    def add_seed(self, seed) -> dict:
+        """Add a seed document (a dict or a path) to what is stored."""
+        return self.control("POST", "/seed", _seed_document(seed))
+
+    def now(self) -> str:
+        return self.control("GET", "/clock")["now"]
+
+    def set_clock(self, when: str) -> str:
+        """Fix the service's clock at `when` (ISO 8601); it stands still until moved or released."""
+        return self.control("POST", "/clock", {"set": when})["now"]
+
+    def advance_clock(self, seconds: float) -> str:
+        return self.control("POST", "/clock", {"advance": seconds})["now"]
+
+    def release_clock(self) -> str:
+        return self.control("POST", "/clock", {"release": True})["now"]
+
+    def fault(self, route: str, **fault) -> list:
+        """Inject a fault on `route` ("GET /api/user/sessions"): status=, message=, delayMs=,
+        jitterMs=, drop=True, times= (README, "Faults"); the faults now set."""
+        return self.control("POST", "/faults", {"route": route, **fault})["faults"]
+
+    def faults(self) -> list:
+        return self.control("GET", "/faults")["faults"]
+
+    def clear_faults(self) -> None:
+        self.control("DELETE", "/faults")
+
+    def journal(self) -> list:
+        """The requests received since the last reset, oldest first (README, "The journal")."""
+        return self.control("GET", "/requests")["requests"]
+
+    def control(self, method: str, path: str, body=None):
+        """A /__test__/ call that must succeed: its JSON answer."""
+        answer = self._http.request(method, f"{self.url}/__test__{path}", timeout=30,
+                                    **({"json": body} if body is not None else {}))
+        if answer.status_code != 200:
+            raise AssertionError(f"zipline-sessions {method} /__test__{path}: {answer.status_code} "
+                                 f"{answer.text.strip()}")
+        return answer.json()
+
+
+def _seed_document(seed):
+    if seed is None or seed is False:
+        return None
+    if isinstance(seed, dict):
+        return seed
+    return json.loads(Path(seed).read_text())
+
+
+def _signal_group(pid: int, number: int) -> None:
+    try:
+        os.killpg(pid, number)
+    except ProcessLookupError:
+        pass

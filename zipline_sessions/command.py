@@ -1,0 +1,56 @@
+"""The `zipline-sessions` command of an installed service: `serve`, and every flask command of the app.
+
+Installed, the design's top-level modules (app, models, schemas, cli, serve) and migrations/ are in
+zipline_sessions/_entry/, which is on no import path: this command puts that folder on its own
+process's sys.path, so `import app` in anyone else's code never finds them. In a checkout (or an
+editable install) the folder is the checkout itself.
+"""
+
+import sys
+from pathlib import Path
+
+import click
+from flask.cli import FlaskGroup
+
+PACKAGED = Path(__file__).resolve().parent / "_entry"
+
+
+def entry_folder() -> Path:
+    """Where app.py and migrations/ are: inside the installed distribution, else the checkout."""
+    return PACKAGED if (PACKAGED / "app.py").is_file() else PACKAGED.parents[1]
+
+
+@click.command("serve")
+def serve_command():
+    """Run the service with Granian, configured by SESSIONS_* variables (as `python serve.py`)."""
+    import serve
+
+    sys.exit(serve.main())
+
+
+def _create_app():
+    from app import create_app
+
+    return create_app()
+
+
+commands = FlaskGroup(
+    name="zipline-sessions",
+    create_app=_create_app,
+    load_dotenv=False,
+    help="zipline-sessions: `serve` runs the service; the other commands act on its database. "
+         "All are configured by the SESSIONS_* environment variables (README, 'Configuration').",
+)
+commands.add_command(serve_command)
+
+
+def main() -> None:
+    folder = str(entry_folder())
+    if folder not in sys.path:
+        sys.path.insert(0, folder)
+    if sys.argv[1:] == ["serve"]:
+        # Outside click, exactly as `python serve.py`: a wrong setting is one line, exit status 2.
+        import serve
+
+        sys.exit(serve.main())
+    commands.main(prog_name="zipline-sessions")
