@@ -114,7 +114,7 @@ def announce_when_ready(base_url: str, host: str, port: int, ready_file: str | N
 
 def main() -> int:
     from app import create_app
-    from zipline_sessions.activity import webhooks
+    from zipline_sessions.activity import last_seen, webhooks
     from zipline_sessions.config.checks import ConfigError
     from zipline_sessions.storage.database import db
 
@@ -135,7 +135,9 @@ def main() -> int:
     base_url = f"http://{f'[{host}]' if ':' in host else host}:{port}"
     announce_when_ready(base_url, host, port, app.config["READY_FILE"])
     try:
-        build_server(app, host, port).serve(target_loader=lambda _target: app)
+        # Granian calls the loader in each worker, after the fork: the worker's activity batches
+        # start there, and are flushed when the worker stops.
+        build_server(app, host, port).serve(target_loader=lambda _target: last_seen.start_in_worker(app))
     finally:
         if holder is not None:
             holder.close()
