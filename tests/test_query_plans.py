@@ -59,7 +59,7 @@ def seeded(make_app):
 def arguments_for(compiled) -> dict:
     values = {"token_hash": "t" * 64, "cookie_hash": "c" * 64, "now": clock.utcnow(), "user_id": 7,
               "stale_before": clock.utcnow(), "idle_before": clock.utcnow() - timedelta(days=30)}
-    return {name: values[name] if name in values else bind.value for name, bind in compiled.binds.items()}
+    return {name: values.get(name, bind.value) for name, bind in compiled.binds.items()}
 
 
 @pytest.mark.parametrize("statement", HOT_STATEMENTS.values(), ids=HOT_STATEMENTS.keys())

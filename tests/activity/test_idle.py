@@ -216,8 +216,8 @@ def test_why_a_session_ended(make_app):
     ({"IDLE_TIMEOUT": 600, "TOUCH_SECONDS": 0},
      "SESSIONS_IDLE_TIMEOUT needs last activity recorded, but SESSIONS_TOUCH_SECONDS is 0"),
     ({"IDLE_TIMEOUT": 200, "TOUCH_SECONDS": 60},
-     "SESSIONS_TOUCH_SECONDS (60) is more than a quarter of SESSIONS_IDLE_TIMEOUT (200): lower it, "
-     "or raise the idle timeout to at least 240"),
+     ("SESSIONS_TOUCH_SECONDS (60) is more than a quarter of SESSIONS_IDLE_TIMEOUT (200): lower it, "
+     "or raise the idle timeout to at least 240")),
     ({"IDLE_TIMEOUT": -1}, "SESSIONS_IDLE_TIMEOUT must be a whole number of seconds (0: none), not -1"),
     ({"IDLE_TIMEOUT": "10m"}, "SESSIONS_IDLE_TIMEOUT must be a whole number"),
     ({"ACTIVITY_FLUSH_SECONDS": 0}, "SESSIONS_ACTIVITY_FLUSH_SECONDS must be a number of seconds above 0"),

@@ -9,7 +9,7 @@ ended, and purges idle sessions with the expired ones.
 
 from datetime import datetime
 
-from sqlalchemy import DateTime, and_, bindparam, delete, select
+from sqlalchemy import DateTime, bindparam, delete, select
 
 import models
 from zipline_sessions.storage.clock import utcnow
