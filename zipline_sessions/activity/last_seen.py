@@ -27,6 +27,7 @@ import models
 from zipline_sessions.storage import clock
 from zipline_sessions.storage.database import ACTIVITY_CONNECTION_SETUP, db
 from zipline_sessions.storage.reader import Reader
+from zipline_sessions.storage.timestamps import InstantBound
 
 logger = logging.getLogger("zipline_sessions.activity")
 # SESSIONS_IP_MODE=truncate keeps the network, not the host: an IPv4 /24, an IPv6 /48.
@@ -37,11 +38,14 @@ MAX_PENDING = 100_000
 FINAL_FLUSH_SECONDS = 10
 
 _Session = models.Session
+# Only a session that still exists, and never back in time (another worker may have written a
+# newer use first). The request's read already said the session was due (the throttle).
+_SEEN_AT = bindparam("seen_at", type_=InstantBound())
 _TOUCH = (
     update(_Session)
     .where(_Session.c.id == bindparam("session_id"),
-           or_(_Session.c.last_seen_at.is_(None), _Session.c.last_seen_at < bindparam("stale_before")))
-    .values(last_seen_at=bindparam("seen_at"), ip=bindparam("address"))
+           or_(_Session.c.last_seen_at.is_(None), _Session.c.last_seen_at < _SEEN_AT))
+    .values(last_seen_at=_SEEN_AT, ip=bindparam("address"))
 )
 
 
@@ -91,9 +95,8 @@ class Activity:
             batch, self.pending = self.pending, {}
         if not batch:
             return 0
-        touch_every = self.touch_every
-        params = [{"session_id": session_id, "stale_before": seen_at - touch_every, "seen_at": seen_at,
-                   "address": address} for session_id, (seen_at, address) in batch.items()]
+        params = [{"session_id": session_id, "seen_at": seen_at, "address": address}
+                  for session_id, (seen_at, address) in batch.items()]
         try:
             self.writer.execute_many(_TOUCH, params)
         except self.writer.engine.dialect.loaded_dbapi.Error as error:
