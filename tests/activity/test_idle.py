@@ -2,10 +2,14 @@
 every route and on verify; driven by the test-control clock."""
 
 import json
+import os
+import subprocess
+import sys
 from datetime import datetime, timedelta
 
 import pytest
 from conftest import IPHONE_SAFARI, assert_error, cookie
+from live_server import ROOT
 from receiver import Receiver
 from sqlalchemy import select
 
@@ -231,3 +235,17 @@ def test_settings_are_checked(make_app, overrides, message):
 
 def test_a_quarter_exactly_is_accepted(make_app):
     assert make_app(IDLE_TIMEOUT=240, TOUCH_SECONDS=60).extensions["activity"].idle_after == timedelta(seconds=301)
+
+
+@pytest.mark.parametrize(("env", "message"), [
+    ({"SESSIONS_IDLE_TIMEOUT": "600", "SESSIONS_TOUCH_SECONDS": "0"},
+     "zipline-sessions: SESSIONS_IDLE_TIMEOUT needs last activity recorded, but SESSIONS_TOUCH_SECONDS is 0"),
+    ({"SESSIONS_IDLE_TIMEOUT": "200"},
+     ("zipline-sessions: SESSIONS_TOUCH_SECONDS (60) is more than a quarter of SESSIONS_IDLE_TIMEOUT (200): "
+     "lower it, or raise the idle timeout to at least 240")),
+])
+def test_serve_py_refuses_to_start_in_one_line(tmp_path, env, message):
+    result = subprocess.run([sys.executable, "serve.py"], cwd=ROOT, capture_output=True, text=True, timeout=60,
+                            check=False, env={**os.environ, "SESSIONS_DATABASE_URL": f"sqlite:///{tmp_path / 'x.db'}",
+                                              **env})
+    assert result.returncode == 2 and result.stderr.strip() == message
