@@ -5,11 +5,12 @@ import json
 import os
 import subprocess
 import sys
+import time
 from datetime import datetime, timedelta
 
 import pytest
 from conftest import IPHONE_SAFARI, assert_error, cookie
-from live_server import ROOT
+from live_server import ROOT, LiveServer
 from receiver import Receiver
 from sqlalchemy import select
 
@@ -249,3 +250,28 @@ def test_serve_py_refuses_to_start_in_one_line(tmp_path, env, message):
                             check=False, env={**os.environ, "SESSIONS_DATABASE_URL": f"sqlite:///{tmp_path / 'x.db'}",
                                               **env})
     assert result.returncode == 2 and result.stderr.strip() == message
+
+
+def test_a_real_server_ends_idle_sessions_by_its_test_clock(tmp_path, database_url):
+    server = LiveServer(tmp_path, database_url, None, workers=2, env={
+        "SESSIONS_TEST_CONTROL": "true", "SESSIONS_IDLE_TIMEOUT": str(IDLE), "SESSIONS_ACTIVITY_FIELDS": "true"}).start()
+    try:
+        assert server.request("POST", "/__test__/reset", body=PEOPLE)[0] == 200
+        assert server.request("POST", "/__test__/clock", body={"set": START})[0] == 200
+        status, headers, _ = server.request("POST", "/api/auth/login", body={"username": "alice", "password": "wonderland"})
+        assert status == 200
+        mine = cookie(headers["Set-Cookie"].split(";")[0].split("=", 1)[1])
+        later = server.request("POST", "/__test__/clock", body={"advance": IDLE_AFTER - 1})[2]["now"]
+        assert server.request("GET", "/api/auth/verify", mine)[0] == 200  # a use, at the clock's time
+        deadline = time.monotonic() + 30
+        while server.request("GET", SESSIONS, {"Authorization": "tok-alice"})[2]["other"][0]["lastSeenAt"] != later:
+            assert time.monotonic() < deadline, "the use was never recorded at the clock's time"
+            time.sleep(0.05)
+        server.request("POST", "/__test__/clock", body={"advance": IDLE_AFTER - 1})
+        assert all(server.request("GET", "/api/auth/verify", mine)[0] == 200 for _ in range(6))  # both workers
+        server.request("POST", "/__test__/clock", body={"advance": IDLE_AFTER})
+        assert all(server.request("GET", "/api/auth/verify", mine)[0] == 401 for _ in range(6))
+        assert server.request("GET", SESSIONS, mine)[0] == 401
+        assert server.request("GET", SESSIONS, {"Authorization": "tok-alice"})[2] == {"current": None, "other": []}
+    finally:
+        server.stop()
