@@ -32,7 +32,8 @@ from zipline_sessions.storage.timestamps import InstantBound
 logger = logging.getLogger("zipline_sessions.activity")
 # SESSIONS_IP_MODE=truncate keeps the network, not the host: an IPv4 /24, an IPv6 /48.
 TRUNCATED_PREFIX = {4: 24, 6: 48}
-# The buffer holds at most this many sessions (a database down for long): later ones wait.
+# The buffer holds at most this many sessions (a database refusing batches for long): the uses
+# of further sessions are not noted meanwhile (each one's next use after that is).
 MAX_PENDING = 100_000
 # A graceful stop waits at most this long for the last batch.
 FINAL_FLUSH_SECONDS = 10
