@@ -4,7 +4,20 @@ from datetime import datetime, timedelta
 from functools import cache
 from typing import NamedTuple
 
-from sqlalchemy import ForeignKey, Index, String, bindparam, delete, false, select, type_coerce, update
+from flask import current_app
+from sqlalchemy import (
+    ForeignKey,
+    Index,
+    String,
+    and_,
+    bindparam,
+    delete,
+    false,
+    func,
+    select,
+    type_coerce,
+    update,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from schemas import storable_text_problem
@@ -35,6 +48,8 @@ class LoginSession(db.Model):
     __table_args__ = (
         Index("ix_sessions_user_id_created_at_id", "user_id", "created_at", "id"),  # the list, in order
         Index("ix_sessions_expires_at", "expires_at"),
+        # The idle purge: sessions last used, or (never used) created, before a time.
+        Index("ix_sessions_last_seen_at_created_at", "last_seen_at", "created_at"),
     )
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
@@ -60,6 +75,39 @@ PUBLIC_COLUMNS = (Session.c.id, type_coerce(Session.c.created_at, WireTimestamp(
 ACTIVITY_COLUMNS = (type_coerce(Session.c.last_seen_at, WireTimestamp()).label("last_seen_at"), Session.c.ip)
 # A session as it ends (for its event): its user and everything public about it.
 ENDED_COLUMNS = (Session.c.user_id, *PUBLIC_COLUMNS, *ACTIVITY_COLUMNS)
+
+
+# Live: before its absolute end and, with SESSIONS_IDLE_TIMEOUT, not idle (activity/idle.py).
+
+def idle_after(config) -> timedelta | None:
+    """How long after its recorded last use a session is idle: the timeout plus the most the
+    record lags a use (SESSIONS_TOUCH_SECONDS + SESSIONS_ACTIVITY_FLUSH_SECONDS); None: no timeout."""
+    if not config["IDLE_TIMEOUT"]:
+        return None
+    return timedelta(seconds=config["IDLE_TIMEOUT"] + config["TOUCH_SECONDS"] + config["ACTIVITY_FLUSH_SECONDS"])
+
+
+def idle_before(now: datetime) -> datetime | None:
+    """A session last used (or, never used, created) at or before this is idle; None: no idle timeout."""
+    after = idle_after(current_app.config)
+    return None if after is None else now - after
+
+
+def last_use(table=Session):
+    """When the session was last used as recorded, or created when no use is recorded."""
+    return func.coalesce(table.c.last_seen_at, table.c.created_at)
+
+
+def live(now, cutoff=None, table=Session):
+    """The condition of a live session of `table` (or an alias): before its absolute end at
+    `now` and, with an idle timeout, used after `cutoff` (idle_before)."""
+    condition = table.c.expires_at > now
+    return condition if cutoff is None else and_(condition, last_use(table) > cutoff)
+
+
+def live_now():
+    now = utcnow()
+    return live(now, idle_before(now))
 
 
 def create_user(username: str, password_hash: str | None, is_admin: bool = False) -> tuple[User, str]:
@@ -96,13 +144,13 @@ def user_is_admin(user_id: int) -> bool:
     return bool(db.session.execute(select(User.is_admin).where(User.id == user_id)).scalar_one_or_none())
 
 
-_SESSION_BY_TOKEN = select(Session.c.id, Session.c.user_id, Session.c.expires_at).where(
-    Session.c.token_hash == bindparam("token_hash")
-)
+_SESSION_BY_TOKEN = select(Session.c.id, Session.c.user_id, Session.c.expires_at, Session.c.last_seen_at,
+                           Session.c.created_at).where(Session.c.token_hash == bindparam("token_hash"))
 
 
 def find_session_by_token(token: str):
-    """The session row (id, user_id, expires_at) a session token names, live or not."""
+    """The session row (id, user_id, expires_at, last_seen_at, created_at) a session token
+    names, live or not (ended_because says)."""
     rows = read_rows(_SESSION_BY_TOKEN, {"token_hash": credentials.hash_token(token)})
     return rows[0] if rows else None
 
@@ -110,14 +158,20 @@ def find_session_by_token(token: str):
 def list_sessions(user_id: int, fields: bool = False) -> list:
     """A user's live sessions, oldest first (ties by id), as public rows (`fields`: with their
     last activity)."""
-    return read_rows(_live_sessions(fields), {"user_id": user_id, "now": utcnow()})
+    now = utcnow()
+    cutoff = idle_before(now)
+    params = {"user_id": user_id, "now": now}
+    if cutoff is not None:
+        params["idle_before"] = cutoff
+    return read_rows(_live_sessions(fields, cutoff is not None), params)
 
 
 @cache
-def _live_sessions(fields: bool):
+def _live_sessions(fields: bool, idle: bool = False):
     shown = (*PUBLIC_COLUMNS, *ACTIVITY_COLUMNS) if fields else PUBLIC_COLUMNS
+    cutoff = bindparam("idle_before", type_=InstantBound()) if idle else None
     return (select(*shown)
-            .where(Session.c.user_id == bindparam("user_id"), Session.c.expires_at > bindparam("now", type_=InstantBound()))
+            .where(Session.c.user_id == bindparam("user_id"), live(bindparam("now", type_=InstantBound()), cutoff))
             .order_by(Session.c.created_at, Session.c.id))
 
 
@@ -202,7 +256,7 @@ def end_oldest_sessions(user_id: int, keep: str, limit: int) -> list:
     `keep` (the one just opened) always among them; the ended rows, oldest first."""
     beyond = (
         select(Session.c.id)
-        .where(Session.c.user_id == user_id, Session.c.expires_at > utcnow(), Session.c.id != keep)
+        .where(Session.c.user_id == user_id, live_now(), Session.c.id != keep)
         .order_by(Session.c.created_at.desc(), Session.c.id.desc())
         .offset(limit - 1)
     )
@@ -218,7 +272,7 @@ def replace_password_hash(user_id: int, old_hash: str, new_hash: str) -> bool:
 
 
 def session_is_live(session_id: str) -> bool:
-    query = select(Session.c.id).where(Session.c.id == session_id, Session.c.expires_at > utcnow())
+    query = select(Session.c.id).where(Session.c.id == session_id, live_now())
     return db.session.execute(query).first() is not None
 
 
@@ -228,7 +282,7 @@ def revoke_session(user_id: int, session_id: str):
     """Delete one of the user's live sessions; the ended row, or None if there is no such session."""
     return db.session.execute(
         delete(Session).where(
-            Session.c.id == session_id, Session.c.user_id == user_id, Session.c.expires_at > utcnow()
+            Session.c.id == session_id, Session.c.user_id == user_id, live_now()
         ).returning(*ENDED_COLUMNS)
     ).first()
 
@@ -245,7 +299,7 @@ def end_user_session_by_token(user_id: int, token: str):
     """Delete the live session `token` names if it is `user_id`'s; the ended row, or None."""
     query = (delete(Session)
              .where(Session.c.token_hash == credentials.hash_token(token), Session.c.user_id == user_id,
-                    Session.c.expires_at > utcnow())
+                    live_now())
              .returning(*ENDED_COLUMNS))
     return db.session.execute(query).first()
 
@@ -256,7 +310,7 @@ def end_session(session_id: str):
 
 
 def purge_expired(limit: int | None = None) -> list:
-    """Delete expired sessions (at most `limit`, oldest expiry first); the ended rows."""
+    """Delete sessions past their absolute lifetime (at most `limit`, oldest expiry first); the ended rows."""
     expired = Session.c.expires_at <= utcnow()
     if limit is not None:
         oldest = select(Session.c.id).where(expired).order_by(Session.c.expires_at).limit(limit)

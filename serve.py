@@ -120,7 +120,7 @@ def announce_when_ready(base_url: str, host: str, port: int, ready_file: str | N
 
 def main() -> int:
     from app import create_app
-    from zipline_sessions.activity import webhooks
+    from zipline_sessions.activity import last_seen, webhooks
     from zipline_sessions.config.checks import ConfigError
     from zipline_sessions.storage.database import db
 
@@ -145,7 +145,9 @@ def main() -> int:
 
         watch_parent(app.config["PARENT_PID"])
     try:
-        build_server(app, host, port).serve(target_loader=lambda _target: app)
+        # Granian calls the loader in each worker, after the fork: the worker's activity batches
+        # start there, and are flushed when the worker stops.
+        build_server(app, host, port).serve(target_loader=lambda _target: last_seen.start_in_worker(app))
     finally:
         if holder is not None:
             holder.close()

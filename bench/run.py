@@ -304,7 +304,10 @@ def print_size(users: int, results: dict, constants: dict, args) -> None:
           f"p99 {off['p99'] / floor['p99']:.2f}x the floor's (medians of {args.rounds} rounds); round by round: "
           + ", ".join(f"{o['rps'] / f['rps']:.2f}x" for o, f in zip(results["rounds"]["get-off"],
                                                                     results["rounds"]["floor"])))
-    print(f"GET token+cookie, activity on, random sessions (a write per GET) / floor: {get['rps'] / floor['rps']:.2f}x; "
+    print(f"GET token+cookie, activity on, random sessions (a write per GET) / floor: {get['rps'] / floor['rps']:.2f}x "
+          "(round by round: " + ", ".join(f"{g['rps'] / f['rps']:.2f}x" for g, f in zip(results["rounds"]["get"],
+                                                                                 results["rounds"]["floor"]))
+          + f"); p99 {get['p99']:.1f} ms, {get['p99'] / off['p99']:.2f}x activity off's {off['p99']:.1f} ms; "
           f"verify / GET: {results['verify']['rps'] / get['rps']:.2f}x")
     print(f"last activity on / off (req/s, medians): random over all {users * args.sessions} sessions "
           f"{get['rps'] / results['get-off']['rps']:.2f}x; {args.hot} sessions, each used about every "

@@ -5,10 +5,12 @@ itself refreshes the planner's statistics (no ANALYZE here).
 """
 
 import json
+from datetime import timedelta
 
 import pytest
 
 import models
+from zipline_sessions.activity import idle
 from zipline_sessions.auth import lookup
 from zipline_sessions.fixture import seed_file, seeding
 from zipline_sessions.storage import clock
@@ -26,6 +28,16 @@ for variant, (touch, fields) in {"": (False, False), ", activity": (True, False)
         f"verify by token (and cookie){variant}": statements.identity_by_token,
         f"verify by cookie{variant}": statements.identity_by_cookie,
     })
+# With an idle timeout (activity recorded), and the idle purge's searches.
+idle_statements = lookup.read_statements(True, False, True)
+HOT_STATEMENTS.update({
+    "token (and cookie), idle": idle_statements.seen_with_token,
+    "cookie alone, idle": idle_statements.seen_with_cookie,
+    "live sessions of a user, idle": models._live_sessions(False, True),
+    "verify by token (and cookie), idle": idle_statements.identity_by_token,
+    "verify by cookie, idle": idle_statements.identity_by_cookie,
+    **{f"idle purge {n}": candidates.limit(100) for n, candidates in enumerate(idle.IDLE_CANDIDATES, 1)},
+})
 USERS, PER_USER = 2000, 10
 
 
@@ -46,8 +58,8 @@ def seeded(make_app):
 
 def arguments_for(compiled) -> dict:
     values = {"token_hash": "t" * 64, "cookie_hash": "c" * 64, "now": clock.utcnow(), "user_id": 7,
-              "stale_before": clock.utcnow()}
-    return {name: values[name] for name in compiled.binds}
+              "stale_before": clock.utcnow(), "idle_before": clock.utcnow() - timedelta(days=30)}
+    return {name: values.get(name, bind.value) for name, bind in compiled.binds.items()}
 
 
 @pytest.mark.parametrize("statement", HOT_STATEMENTS.values(), ids=HOT_STATEMENTS.keys())

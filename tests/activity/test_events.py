@@ -102,7 +102,7 @@ def test_every_change_records_its_event_with_the_sessions_public_fields(hooked, 
     assert [(p["type"], p["user"]["username"], p["session"]["id"], p.get("reason")) for p in got] == [
         ("session.created", "alice", got[0]["session"]["id"], None),
         # The login purged alice's expired sess_old.
-        ("session.expired", "alice", "sess_old", None),
+        ("session.expired", "alice", "sess_old", "ttl"),
         ("session.revoked", "alice", "sess_def456", "user"),
         ("session.revoked", "bob", "sess_bob1", "admin"),
         ("session.ended", "alice", got[0]["session"]["id"], None),

@@ -26,6 +26,8 @@ RENAMED = "user.renamed"  # the one event about a user rather than a session
 # Why a session was revoked: by its user, an admin, the operator's CLI, a password change, the
 # per-user session cap.
 REASONS = ("user", "admin", "operator", "password", "cap", "login")  # login: the browser logged in again
+# Why a session expired: its absolute lifetime (SESSIONS_TTL_SECONDS), or SESSIONS_IDLE_TIMEOUT.
+EXPIRY_REASONS = ("ttl", "idle")
 
 
 class SessionEvent(db.Model):
@@ -75,13 +77,14 @@ def record_many(event_type: str, user_id: int, username: str, session_rows, reas
         _insert([_event(event_type, user_id, username, row, reason) for row in session_rows])
 
 
-def record_expired(session_rows) -> None:
-    """Queue session.expired for purged rows (models.ENDED_COLUMNS: with their user_id)."""
+def record_expired(session_rows, reason: str) -> None:
+    """Queue session.expired for purged rows (models.ENDED_COLUMNS: with their user_id), for
+    `reason` (EXPIRY_REASONS)."""
     session_rows = [row for row in session_rows if row is not None]
     if not session_rows or not enabled():
         return
     names = models.usernames(row.user_id for row in session_rows)
-    _insert([_event(EXPIRED, row.user_id, names.get(row.user_id), row, None) for row in session_rows])
+    _insert([_event(EXPIRED, row.user_id, names.get(row.user_id), row, reason) for row in session_rows])
 
 
 def record_renamed(user_id: int, previous: str, username: str) -> None:

@@ -7,7 +7,7 @@ from flask import after_this_request, current_app, request
 from werkzeug.exceptions import Unauthorized
 
 import models
-from zipline_sessions.activity import events, last_seen
+from zipline_sessions.activity import events, idle, last_seen
 from zipline_sessions.auth import lookup
 from zipline_sessions.storage import clock
 from zipline_sessions.storage.database import write_transaction
@@ -83,16 +83,17 @@ def identify_caller() -> Identity:
 
 
 def current_session():
-    """The live session the cookie names, or None; an expired one is purged on sight."""
+    """The live session the cookie names, or None; an expired or idle one is purged on sight."""
     token = session_cookie()
     if token is None:
         return None
     session = models.find_session_by_token(token)
     if session is None:
         return None
-    if session.expires_at <= clock.utcnow():
+    reason = idle.ended_because(session, clock.utcnow())
+    if reason is not None:
         with write_transaction():
-            events.record_expired([models.end_session(session.id)])
+            events.record_expired([models.end_session(session.id)], reason)
         return None
     return session
 

@@ -6,7 +6,7 @@ from typing import NamedTuple
 
 from sqlalchemy import Integer, and_, bindparam, literal_column, or_, select, type_coerce
 
-from models import ACTIVITY_COLUMNS, PUBLIC_COLUMNS, Session, User
+from models import ACTIVITY_COLUMNS, PUBLIC_COLUMNS, Session, User, live
 from zipline_sessions.security import credentials
 from zipline_sessions.storage.clock import utcnow
 from zipline_sessions.storage.reader import read_rows, read_tuples
@@ -49,17 +49,23 @@ class ReadStatements(NamedTuple):
 
 
 @cache
-def read_statements(touch: bool, fields: bool) -> ReadStatements:
+def read_statements(touch: bool, fields: bool, idle: bool = False) -> ReadStatements:
     """The request path's statements; `touch`: also a `stale` flag on the cookie's session;
-    `fields`: also its last activity columns (ACTIVITY_COLUMNS)."""
+    `fields`: also its last activity columns (ACTIVITY_COLUMNS); `idle`: a session used (or,
+    never used, created) at or before :idle_before is not live (SESSIONS_IDLE_TIMEOUT)."""
     shown = (*PUBLIC_COLUMNS, *ACTIVITY_COLUMNS) if fields else PUBLIC_COLUMNS
+    cutoff = bindparam("idle_before", type_=InstantBound()) if idle else None
+
+    def alive(table=Session):
+        return live(_now(), cutoff, table)
+
     # Token (and maybe cookie): the user and all their live sessions, the cookie's one marked.
     # The outer join keeps one row for a user who has no session.
     by_token = Session.c.token_hash == bindparam("cookie_hash")
     seen_with_token = (
         select(*shown, User.id.label("user_id"), _flag(by_token).label("is_current"), _stale(by_token, touch))
         .select_from(User.__table__.outerjoin(
-            Session, and_(Session.c.user_id == User.id, Session.c.expires_at > _now())))
+            Session, and_(Session.c.user_id == User.id, alive())))
         .where(User.api_token_hash == bindparam("token_hash"))
         .order_by(Session.c.created_at, Session.c.id)
     )
@@ -68,8 +74,8 @@ def read_statements(touch: bool, fields: bool) -> ReadStatements:
     seen_with_cookie = (
         select(*shown, _ME.c.user_id, _flag(mine).label("is_current"), _stale(mine, touch))
         .select_from(_ME.join(
-            Session, and_(Session.c.user_id == _ME.c.user_id, Session.c.expires_at > _now())))
-        .where(_ME.c.token_hash == bindparam("cookie_hash"), _ME.c.expires_at > _now())
+            Session, and_(Session.c.user_id == _ME.c.user_id, alive())))
+        .where(_ME.c.token_hash == bindparam("cookie_hash"), alive(_ME))
         .order_by(Session.c.created_at, Session.c.id)
     )
     # Verify: the user a token or a live session's cookie names, in one row and no session list.
@@ -79,14 +85,13 @@ def read_statements(touch: bool, fields: bool) -> ReadStatements:
     identity_by_token = (
         select(*identity)
         .select_from(User.__table__.outerjoin(Session, and_(
-            Session.c.token_hash == bindparam("cookie_hash"), Session.c.user_id == User.id,
-            Session.c.expires_at > _now())))
+            Session.c.token_hash == bindparam("cookie_hash"), Session.c.user_id == User.id, alive())))
         .where(User.api_token_hash == bindparam("token_hash"))
     )
     identity_by_cookie = (
         select(*identity)
         .select_from(Session.join(User.__table__, User.id == Session.c.user_id))
-        .where(Session.c.token_hash == bindparam("cookie_hash"), Session.c.expires_at > _now())
+        .where(Session.c.token_hash == bindparam("cookie_hash"), alive())
     )
     return ReadStatements(seen_with_token, seen_with_cookie, identity_by_token, identity_by_cookie)
 
@@ -120,11 +125,14 @@ def sessions_seen_by(token: str | None, cookie: str | None, activity=None) -> li
 def _read_setup(activity, now: datetime) -> tuple[ReadStatements, dict]:
     if activity is None:
         return PLAIN, {"now": now}
-    statements = read_statements(activity.touch_every is not None, activity.fields)
+    statements = read_statements(activity.touch_every is not None, activity.fields, activity.idle_after is not None)
     if activity.touch_every is None:
         return statements, {"now": now}
     # Whole seconds: the throttle needs no finer, and the parameter's conversion is then cached.
-    return statements, {"now": now, "stale_before": now.replace(microsecond=0) - activity.touch_every}
+    params = {"now": now, "stale_before": now.replace(microsecond=0) - activity.touch_every}
+    if activity.idle_after is not None:
+        params["idle_before"] = now - activity.idle_after  # models.idle_before, to the millisecond
+    return statements, params
 
 
 def identity_of(token: str | None, cookie: str | None, activity=None):

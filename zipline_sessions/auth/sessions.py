@@ -4,7 +4,7 @@ from flask import current_app
 from werkzeug.exceptions import BadRequest, Unauthorized
 
 import models
-from zipline_sessions.activity import events, last_seen
+from zipline_sessions.activity import events, idle, last_seen
 from zipline_sessions.auth.caller import Caller, InvalidCredential
 from zipline_sessions.security import credentials
 from zipline_sessions.security.security_log import security_event
@@ -109,11 +109,13 @@ def log_in(username: str, password: str, user_agent: str | None,
 
 
 def purge_expired(limit: int | None) -> list:
-    """Inside a write transaction: delete expired sessions (at most `limit`), each a
-    session.expired event; the ended rows."""
+    """Inside a write transaction: delete expired sessions, past their lifetime and then idle
+    ones (at most `limit`), each a session.expired event; the ended rows."""
     purged = models.purge_expired(limit=limit)
-    events.record_expired(purged)
-    return purged
+    events.record_expired(purged, "ttl")
+    idle_ones = idle.purge_idle(None if limit is None else limit - len(purged))
+    events.record_expired(idle_ones, "idle")
+    return purged + idle_ones
 
 
 def log_out(session) -> None:

@@ -17,6 +17,7 @@ class ConfigError(click.ClickException):
     traceback when the app cannot be made.
     """
 IP_MODES = ("full", "truncate", "off")
+MAX_FLUSH_SECONDS = 60
 MIN_SECRET_LENGTH = 16
 MAX_WEBHOOK_DEADLINE = 300  # a delivery thread is never held longer than this by one receiver
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
@@ -123,6 +124,23 @@ def _check_activity(config) -> None:
         raise ConfigError(f"SESSIONS_IP_MODE must be one of {', '.join(IP_MODES)}, not {config['IP_MODE']!r}")
     if not isinstance(config["ACTIVITY_FIELDS"], bool):
         raise ConfigError(f"SESSIONS_ACTIVITY_FIELDS must be true or false, not {config['ACTIVITY_FIELDS']!r}")
+    flush = config["ACTIVITY_FLUSH_SECONDS"]
+    if isinstance(flush, bool) or not isinstance(flush, int | float) or not 0 < flush <= MAX_FLUSH_SECONDS:
+        raise ConfigError(f"SESSIONS_ACTIVITY_FLUSH_SECONDS must be a number of seconds above 0, at most "
+                          f"{MAX_FLUSH_SECONDS}, not {flush!r}")
+    _check_idle_timeout(config["IDLE_TIMEOUT"], seconds)
+
+
+def _check_idle_timeout(idle, touch: int) -> None:
+    """The idle timeout reads the recorded last use, which lags the real one by up to
+    SESSIONS_TOUCH_SECONDS: it needs activity recorded, and a lag small beside it."""
+    if isinstance(idle, bool) or not isinstance(idle, int) or idle < 0:
+        raise ConfigError(f"SESSIONS_IDLE_TIMEOUT must be a whole number of seconds (0: none), not {idle!r}")
+    if idle and not touch:
+        raise ConfigError("SESSIONS_IDLE_TIMEOUT needs last activity recorded, but SESSIONS_TOUCH_SECONDS is 0")
+    if idle and touch * 4 > idle:
+        raise ConfigError(f"SESSIONS_TOUCH_SECONDS ({touch}) is more than a quarter of SESSIONS_IDLE_TIMEOUT "
+                          f"({idle}): lower it, or raise the idle timeout to at least {touch * 4}")
 
 
 def _check_webhook(config) -> None:

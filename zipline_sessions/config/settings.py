@@ -60,6 +60,10 @@ DEFAULTS = {
     "TOUCH_SECONDS": 60,
     "IP_MODE": "full",  # full, truncate (IPv4 /24, IPv6 /48) or off: the address kept with the activity
     "ACTIVITY_FIELDS": False,  # true: Session objects also carry lastSeenAt and ip
+    # Each server worker writes its sessions' last activity in one transaction this often (seconds).
+    "ACTIVITY_FLUSH_SECONDS": 1.0,
+    # A session unused this long (seconds) is refused and purged as expired; 0: no idle timeout.
+    "IDLE_TIMEOUT": 0,
     # Session events (activity/events.py), POSTed to WEBHOOK_URL signed with WEBHOOK_SECRET; None: no events.
     "WEBHOOK_URL": None,
     "WEBHOOK_SECRET": None,

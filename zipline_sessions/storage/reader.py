@@ -57,6 +57,32 @@ class Reader:
         """Run one prebuilt write as its own transaction (autocommit); the rows it changed."""
         return self._run(prepared_statement(statement, self.engine.dialect), params, _row_count)
 
+    def execute_many(self, statement, params_list: list) -> None:
+        """Run one prebuilt write once per parameter set, all in one transaction (SQLite: BEGIN
+        IMMEDIATE, so a busy database fails at once after its busy timeout, before any work).
+        On any error none of it is kept (the connection is closed, which rolls it back)."""
+        prepared = prepared_statement(statement, self.engine.dialect)
+        arguments = [prepared.arguments(params) for params in params_list]
+        generation = self.generation
+        try:
+            connection, cursor = self.idle.pop()
+        except IndexError:
+            connection, cursor = self._connect()
+        try:
+            cursor.execute("BEGIN IMMEDIATE" if self.engine.dialect.name == "sqlite" else "BEGIN")
+            cursor.executemany(prepared.sql, arguments)
+            cursor.execute("COMMIT")
+        except BaseException:
+            _close_quietly(connection)
+            raise
+        self._put_back(generation, connection, cursor)
+
+    def _put_back(self, generation: int, connection, cursor) -> None:
+        if generation == self.generation:
+            self.idle.append((connection, cursor))
+        else:
+            _close_quietly(connection)
+
     def _run(self, prepared, params: dict, collect):
         arguments = prepared.arguments(params)
         for attempt in (1, 2):
@@ -83,10 +109,7 @@ class Reader:
                 continue
             if watchdog is not None:
                 watchdog.disarm(connection)
-            if generation == self.generation:
-                self.idle.append((connection, cursor))
-            else:
-                _close_quietly(connection)
+            self._put_back(generation, connection, cursor)
             return result
         raise AssertionError("unreachable")
 
