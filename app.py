@@ -29,6 +29,7 @@ from zipline_sessions.auth.caller import (
 )
 from zipline_sessions.config.checks import ConfigError
 from zipline_sessions.config.settings import load_settings, unknown_variables
+from zipline_sessions.devices.location import init_location
 from zipline_sessions.devices.useragent import warm_up
 from zipline_sessions.fixture import seed_file, seeding
 from zipline_sessions.fixture.cors import init_cors
@@ -129,6 +130,7 @@ def build_app(config: dict | None) -> Flask:
         configure_engine(db.engine)
         check_database_opens(db.engine)
         app.extensions["reader"] = Reader(db.engine)
+        init_location(app)
         init_activity(app)
         if app.config["AUTO_MIGRATE"]:
             migrate()

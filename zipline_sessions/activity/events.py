@@ -59,13 +59,15 @@ def enabled() -> bool:
 
 # Recording: inside the caller's write transaction; nothing at all without a webhook.
 
-def record(event_type: str, user_id: int, username: str | None, session_row, reason: str | None = None) -> None:
+def record(event_type: str, user_id: int, username: str | None, session_row, reason: str | None = None,
+           extra: dict | None = None) -> None:
     """Queue one event about `session_row` (any row with the public session fields; None:
-    nothing happened); a username of None is looked up."""
+    nothing happened); a username of None is looked up. `extra`: top-level fields after the
+    session (session.created's newDevice)."""
     if session_row is not None and enabled():
         if username is None:
             username = models.usernames([user_id]).get(user_id)
-        _insert([_event(event_type, user_id, username, session_row, reason)])
+        _insert([_event(event_type, user_id, username, session_row, reason, extra)])
 
 
 def record_many(event_type: str, user_id: int, username: str, session_rows, reason: str | None = None) -> None:
@@ -83,11 +85,12 @@ def record_expired(session_rows) -> None:
     _insert([_event(EXPIRED, row.user_id, names.get(row.user_id), row, None) for row in session_rows])
 
 
-def _event(event_type: str, user_id: int, username: str | None, row, reason: str | None) -> dict:
+def _event(event_type: str, user_id: int, username: str | None, row, reason: str | None,
+           extra: dict | None = None) -> dict:
     now = clock.utcnow()
     event_id = str(uuid.uuid4())
     payload = {"id": event_id, "type": event_type, "time": format_timestamp(now),
-               "user": {"id": user_id, "username": username}, "session": session_fields(row)}
+               "user": {"id": user_id, "username": username}, "session": session_fields(row), **(extra or {})}
     if reason is not None:
         payload["reason"] = reason
     return {"event_id": event_id, "type": event_type, "user_id": user_id,
@@ -98,7 +101,8 @@ def _event(event_type: str, user_id: int, username: str | None, row, reason: str
 def session_fields(row) -> dict:
     """The session's public fields (never its token or hash), with its last activity."""
     return {"id": row.id, "createdAt": _wire(row.created_at), "ua": row.ua, "client": row.client,
-            "device": row.device, "lastSeenAt": _wire(row.last_seen_at), "ip": row.ip}
+            "device": row.device, "lastSeenAt": _wire(row.last_seen_at), "ip": row.ip,
+            "location": row.location}
 
 
 def _wire(value):

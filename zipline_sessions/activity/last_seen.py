@@ -30,7 +30,8 @@ _TOUCH = (
     update(_Session)
     .where(_Session.c.id == bindparam("session_id"),
            or_(_Session.c.last_seen_at.is_(None), _Session.c.last_seen_at < bindparam("stale_before")))
-    .values(last_seen_at=bindparam("seen_at"), ip=bindparam("address"))
+    .values(last_seen_at=bindparam("seen_at"), ip=bindparam("address"),
+            location=bindparam("location", type_=_Session.c.location.type))
 )
 
 
@@ -44,6 +45,7 @@ class Activity:
         self.ip_mode = config["IP_MODE"]
         self.fields = config["ACTIVITY_FIELDS"]  # show lastSeenAt and ip in Session objects
         self.writer = Reader(db.engine, setup=ACTIVITY_CONNECTION_SETUP)
+        self.locate = app.extensions["locate"]  # devices/location.py: where an address recorded is
 
     @property
     def recorded(self) -> bool:
@@ -68,7 +70,7 @@ class Activity:
         comes first; skipped (False) when the database is busy or fails."""
         now = clock.utcnow()
         params = {"session_id": session_id, "stale_before": now - self.touch_every, "seen_at": now,
-                  "address": address}
+                  "address": address, "location": self.locate(address)}
         try:
             return self.writer.execute(_TOUCH, params) == 1
         except self.writer.engine.dialect.loaded_dbapi.Error as error:

@@ -51,6 +51,10 @@ DEFAULTS = {
     "WEBHOOK_SECRET": None,
     "WEBHOOK_MAX_AGE": 24 * 3600,  # seconds an event is retried before it is dead
     "WEBHOOK_RETRY_BASE": 1.0,  # seconds before the first retry; doubles each time, up to 10 minutes
+    # A session's device (devices/): what a login beyond MAX_PER_USER does (evict-oldest or refuse),
+    # and a MaxMind-format file (GeoLite2, DB-IP Lite) giving sessions a location; None: no location.
+    "MAX_PER_USER_POLICY": "evict-oldest",
+    "GEOIP_DATABASE": None,
 }
 
 
