@@ -45,7 +45,10 @@ def locate(reader, address: str | None) -> dict | None:
     if not address:
         return None
     try:
-        record = reader.get(ipaddress.ip_address(address.strip("[]").partition("%")[0]))
+        parsed = ipaddress.ip_address(address.strip("[]").partition("%")[0])
+        if parsed.version == 6 and parsed.ipv4_mapped is not None:
+            parsed = parsed.ipv4_mapped  # not every file maps ::ffff:0:0/96 onto its IPv4 networks
+        record = reader.get(parsed)
     except ValueError:  # not an IP address, or an IPv6 one in an IPv4-only file
         return None
     if not isinstance(record, dict):
