@@ -121,6 +121,7 @@ def build_app(config: dict | None) -> Flask:
     for warning in unknown_variables(os.environ):
         app.logger.warning(warning)
     load_settings(app, config)
+    init_location(app)  # the GeoIP file, if any: a bad one stops the start before the database is opened
     db.init_app(app)
     warm_up()  # ua-parser compiles its matchers on first use; not during someone's login
     credentials.set_hash_concurrency(app.config["HASH_CONCURRENCY"])
@@ -130,7 +131,6 @@ def build_app(config: dict | None) -> Flask:
         configure_engine(db.engine)
         check_database_opens(db.engine)
         app.extensions["reader"] = Reader(db.engine)
-        init_location(app)
         init_activity(app)
         if app.config["AUTO_MIGRATE"]:
             migrate()
