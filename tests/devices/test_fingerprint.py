@@ -5,8 +5,12 @@ import importlib.util
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select, text
 
+import models
 from zipline_sessions.devices.fingerprint import fingerprint, network_of
+from zipline_sessions.storage.database import db
+from zipline_sessions.storage.schema import migrate
 
 MIGRATION = Path(__file__).resolve().parents[2] / "migrations" / "versions" / "0008_known_devices.py"
 
@@ -43,3 +47,26 @@ def test_the_migration_backfills_with_the_same_formula():
         assert migration._network(address) == network_of(address)
         assert (migration._fingerprint(7, "Mobile Safari", "Mobile", migration._network(address))
                 == fingerprint(7, "Mobile Safari", "Mobile", network_of(address)))
+
+
+def test_the_upgrade_gives_existing_sessions_their_fingerprint(make_app):
+    """Sessions from before 0008 get the fingerprint of their last recorded address (no address:
+    their client and kind alone), so the next login from that device is not announced as new."""
+    old = make_app(AUTO_MIGRATE=False)
+    with old.app_context():
+        migrate("0007")
+        with db.engine.begin() as connection:
+            connection.execute(text("INSERT INTO users (id, username, created_at) VALUES (1, 'olga', :at)"),
+                               {"at": "2024-01-01 00:00:00.000000"})
+            connection.execute(
+                text("INSERT INTO sessions (id, token_hash, user_id, created_at, expires_at, ua, client, device, ip) "
+                     "VALUES (:id, :id, 1, '2024-01-01 00:00:00.000000', '2099-01-01 00:00:00.000000', '', "
+                     "'Chrome', 'Desktop', :ip)"),
+                [{"id": f"sess_{n}", "ip": ip} for n, ip in enumerate(["203.0.113.77", "2001:db8:1::", None])])
+    upgraded = make_app()
+    with upgraded.app_context():
+        stored = dict(db.session.execute(select(models.Session.c.id, models.Session.c.fingerprint)).all())
+        db.session.commit()
+    assert stored == {"sess_0": fingerprint(1, "Chrome", "Desktop", "203.0.113.0/24"),
+                      "sess_1": fingerprint(1, "Chrome", "Desktop", "2001:db8:1::/48"),
+                      "sess_2": fingerprint(1, "Chrome", "Desktop", "")}

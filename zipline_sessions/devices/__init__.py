@@ -1,1 +1,1 @@
-"""A session's device: its User-Agent read as client and device kind, its place (GeoIP), and the user's known devices; for all three uses."""
+"""A session's device: client and kind (User-Agent), place (GeoIP), each user's known devices; for all uses."""
