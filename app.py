@@ -28,6 +28,7 @@ from zipline_sessions.auth.caller import (
 )
 from zipline_sessions.config.checks import ConfigError
 from zipline_sessions.config.settings import load_settings, unknown_variables
+from zipline_sessions.devices.location import init_location
 from zipline_sessions.devices.useragent import warm_up
 from zipline_sessions.fixture import seed_file, seeding
 from zipline_sessions.fixture.cors import init_cors
@@ -132,6 +133,7 @@ def build_app(config: dict | None) -> Flask:
     load_settings(app, config)
     configure_app_logs(app)  # the app's own lines: stderr, at SESSIONS_LOG_LEVEL
     app.config["SQLALCHEMY_ENGINE_OPTIONS"] = engine_options(app.config)
+    init_location(app)  # the GeoIP file, if any: a bad one stops the start before the database is opened
     db.init_app(app)
     if not app.config["TEST_CONTROL"]:
         # ua-parser compiles its matchers on first use; not during someone's login. With test

@@ -13,6 +13,7 @@ import models
 from schemas import ActivitySessionSchema, storable_text_problem
 from zipline_sessions.activity import events
 from zipline_sessions.auth import sessions
+from zipline_sessions.devices import known
 from zipline_sessions.fixture import contract_check, seed_file, seeding
 from zipline_sessions.security import credentials
 from zipline_sessions.security.security_log import security_event
@@ -195,6 +196,10 @@ def purge_expired():
         count += purged
         if purged < PURGE_CHUNK:
             break
+    while True:  # the known devices unused for 90 days, beyond those purged beside the sessions
+        with write_transaction():
+            if known.purge_stale(PURGE_CHUNK) < PURGE_CHUNK:
+                break
     security_event("sessions.purged", count=count, address="cli")
     click.echo(f"Purged {count} expired session(s).")
 

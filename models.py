@@ -6,6 +6,8 @@ from typing import NamedTuple
 
 from flask import current_app
 from sqlalchemy import (
+    JSON,
+    DateTime,
     ForeignKey,
     Index,
     String,
@@ -21,6 +23,8 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column
 
 from schemas import storable_text_problem
+from zipline_sessions.devices import known
+from zipline_sessions.devices.fingerprint import fingerprint as device_fingerprint
 from zipline_sessions.devices.useragent import MAX_UA_LENGTH, clean_ua, describe
 from zipline_sessions.security import credentials
 from zipline_sessions.storage.clock import utcnow
@@ -64,6 +68,10 @@ class LoginSession(db.Model):
     # its first use after the migration, or when activity is not recorded.
     last_seen_at: Mapped[datetime | None]
     ip: Mapped[str | None] = mapped_column(String(45))
+    # Where that address is (devices/location.py: {"country", "countryCode", "city"}); None: unknown.
+    location: Mapped[dict | None] = mapped_column(JSON(none_as_null=True))
+    # The device it was opened on, hashed (devices/fingerprint.py); None: seeded, or older than 0008.
+    fingerprint: Mapped[str | None] = mapped_column(String(64))
 
 
 Session = LoginSession.__table__
@@ -72,9 +80,13 @@ Session = LoginSession.__table__
 PUBLIC_COLUMNS = (Session.c.id, type_coerce(Session.c.created_at, WireTimestamp()).label("created_at"),
                   Session.c.ua, Session.c.client, Session.c.device)
 # Last activity, shown with SESSIONS_ACTIVITY_FIELDS (and in the admin list, the CLI, events).
-ACTIVITY_COLUMNS = (type_coerce(Session.c.last_seen_at, WireTimestamp()).label("last_seen_at"), Session.c.ip)
-# A session as it ends (for its event): its user and everything public about it.
-ENDED_COLUMNS = (Session.c.user_id, *PUBLIC_COLUMNS, *ACTIVITY_COLUMNS)
+ACTIVITY_COLUMNS = (type_coerce(Session.c.last_seen_at, WireTimestamp()).label("last_seen_at"), Session.c.ip,
+                    Session.c.location)
+# A session as it ends: its user and everything public about it (for its event), and its device
+# and last use (devices/known.py remembers them).
+LAST_USED_AT = func.coalesce(Session.c.last_seen_at, Session.c.created_at, type_=DateTime)
+ENDED_COLUMNS = (Session.c.user_id, *PUBLIC_COLUMNS, *ACTIVITY_COLUMNS, Session.c.fingerprint,
+                 LAST_USED_AT.label("last_used_at"))
 
 
 # Live: before its absolute end and, with SESSIONS_IDLE_TIMEOUT, not idle (activity/idle.py).
@@ -186,24 +198,38 @@ class OpenedSession(NamedTuple):
     ua: str = ""
     last_seen_at: datetime | None = None
     ip: str | None = None
+    location: dict | None = None
+    fingerprint: str | None = None
 
 
 def open_session(user_id: int, user_agent: str | None, ttl_seconds: int, seen: bool = False,
-                 ip: str | None = None) -> OpenedSession:
-    """Insert a session for a login; `seen`: the login is its first use, from `ip`."""
+                 ip: str | None = None, location: dict | None = None, network: str = "") -> OpenedSession:
+    """Insert a session for a login; `seen`: the login is its first use, from `ip` (at
+    `location`); `network`: where the device logs in from (fingerprint.network_of)."""
     ua = clean_ua(user_agent)
     client, device = describe(ua)
     now = utcnow()
     opened = OpenedSession(credentials.new_session_id(), credentials.new_token(), client, device, user_id, now, ua,
-                           now if seen else None, ip if seen else None)
+                           now if seen else None, ip if seen else None, location if seen else None,
+                           device_fingerprint(user_id, client, device, network))
     db.session.execute(
         Session.insert().values(
             id=opened.id, token_hash=credentials.hash_token(opened.token), user_id=user_id,
             created_at=now, expires_at=now + timedelta(seconds=ttl_seconds),
             ua=ua, client=client, device=device, last_seen_at=opened.last_seen_at, ip=opened.ip,
+            location=opened.location, fingerprint=opened.fingerprint,
         )
     )
     return opened
+
+
+def device_is_known(user_id: int, fingerprint: str, opened: str) -> bool:
+    """Inside a write transaction: whether the user had a session other than `opened` on this
+    device (fingerprint) within devices.known.KNOWN_FOR: one still in the table (live, or expired
+    and not yet purged) used since then, or an ended one the known devices remember."""
+    query = select(Session.c.id).where(Session.c.user_id == user_id, Session.c.fingerprint == fingerprint,
+                                       Session.c.id != opened, LAST_USED_AT > known.known_since()).limit(1)
+    return db.session.execute(query).first() is not None or known.remembered(user_id, fingerprint)
 
 
 def lock_user(user_id: int) -> str | None:
@@ -261,7 +287,13 @@ def end_oldest_sessions(user_id: int, keep: str, limit: int) -> list:
         .offset(limit - 1)
     )
     statement = delete(Session).where(Session.c.id.in_(beyond.scalar_subquery())).returning(*ENDED_COLUMNS)
-    return sorted(db.session.execute(statement).all(), key=lambda row: (row.created_at, row.id))
+    return sorted(ended_rows(statement), key=lambda row: (row.created_at, row.id))
+
+
+def count_live_sessions(user_id: int) -> int:
+    """Inside a write transaction: how many live sessions the user has."""
+    query = select(func.count()).where(Session.c.user_id == user_id, Session.c.expires_at > utcnow())
+    return db.session.execute(query).scalar_one()
 
 
 def replace_password_hash(user_id: int, old_hash: str, new_hash: str) -> bool:
@@ -277,14 +309,15 @@ def session_is_live(session_id: str) -> bool:
 
 
 # The functions that end sessions answer the ended rows (ENDED_COLUMNS): their events need them.
+# Each goes through _ended, so that no way of ending a session forgets its device.
 
 def revoke_session(user_id: int, session_id: str):
     """Delete one of the user's live sessions; the ended row, or None if there is no such session."""
-    return db.session.execute(
+    return _first(ended_rows(
         delete(Session).where(
             Session.c.id == session_id, Session.c.user_id == user_id, live_now()
         ).returning(*ENDED_COLUMNS)
-    ).first()
+    ))
 
 
 def revoke_other_sessions(user_id: int, keep: str | None) -> list:
@@ -292,7 +325,7 @@ def revoke_other_sessions(user_id: int, keep: str | None) -> list:
     condition = Session.c.user_id == user_id
     if keep is not None:
         condition &= Session.c.id != keep
-    return db.session.execute(delete(Session).where(condition).returning(*ENDED_COLUMNS)).all()
+    return ended_rows(delete(Session).where(condition).returning(*ENDED_COLUMNS))
 
 
 def end_user_session_by_token(user_id: int, token: str):
@@ -301,12 +334,12 @@ def end_user_session_by_token(user_id: int, token: str):
              .where(Session.c.token_hash == credentials.hash_token(token), Session.c.user_id == user_id,
                     live_now())
              .returning(*ENDED_COLUMNS))
-    return db.session.execute(query).first()
+    return _first(ended_rows(query))
 
 
 def end_session(session_id: str):
     """Delete one session by id (log out, or an expired one met on the way); the ended row or None."""
-    return db.session.execute(delete(Session).where(Session.c.id == session_id).returning(*ENDED_COLUMNS)).first()
+    return _first(ended_rows(delete(Session).where(Session.c.id == session_id).returning(*ENDED_COLUMNS)))
 
 
 def purge_expired(limit: int | None = None) -> list:
@@ -315,7 +348,18 @@ def purge_expired(limit: int | None = None) -> list:
     if limit is not None:
         oldest = select(Session.c.id).where(expired).order_by(Session.c.expires_at).limit(limit)
         expired = Session.c.id.in_(oldest.scalar_subquery())
-    return db.session.execute(delete(Session).where(expired).returning(*ENDED_COLUMNS)).all()
+    return ended_rows(delete(Session).where(expired).returning(*ENDED_COLUMNS))
+
+
+def ended_rows(statement, params: dict | None = None) -> list:
+    """Run a DELETE ... RETURNING ENDED_COLUMNS; the ended rows, whose devices stay known."""
+    rows = db.session.execute(statement, params).all()
+    known.remember((row.user_id, row.fingerprint, row.last_used_at) for row in rows)
+    return rows
+
+
+def _first(rows: list):
+    return rows[0] if rows else None
 
 
 def usernames(user_ids) -> dict[int, str]:

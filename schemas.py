@@ -56,6 +56,14 @@ class SessionSchema(Schema):
     device = fields.String(required=True, validate=validate.OneOf(DEVICES))
 
 
+class LocationSchema(Schema):
+    """Where a session's address is (devices/location.py), names in English."""
+
+    country = fields.String(required=True, metadata={"example": "Germany"})
+    countryCode = fields.String(required=True, metadata={"description": "ISO 3166-1 alpha-2", "example": "DE"})
+    city = fields.String(required=True, allow_none=True, metadata={"example": "Berlin"})
+
+
 class ActivitySessionSchema(SessionSchema):
     """A Session with its last activity after the contract's five fields
     (SESSIONS_ACTIVITY_FIELDS=true; always in the admin list and the CLI)."""
@@ -66,6 +74,9 @@ class ActivitySessionSchema(SessionSchema):
     ip = fields.String(required=True, allow_none=True,
                        metadata={"description": "The client address of its last use, as SESSIONS_IP_MODE "
                                                 "keeps it (null: not kept)"})
+    location = fields.Nested(LocationSchema, required=True, allow_none=True,
+                             metadata={"description": "Where that address is, from SESSIONS_GEOIP_DATABASE "
+                                                      "(null: no file, or the address is not in it)"})
 
 
 class SessionListSchema(Schema):

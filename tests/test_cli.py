@@ -233,7 +233,8 @@ def test_list_sessions_prints_live_sessions(runner):
     as_json = json.loads(runner.invoke(args=["list-sessions", "alice", "--json"]).output)
     assert as_json[1] == {"id": "sess_abc123", "createdAt": "2024-03-15T10:30:00.000Z",
                           "ua": "Mozilla/5.0 (Windows NT 10.0; Win64; x64) Chrome/122.0.0.0",
-                          "client": "Chrome", "device": "Desktop", "lastSeenAt": None, "ip": None}
+                          "client": "Chrome", "device": "Desktop", "lastSeenAt": None, "ip": None,
+                          "location": None}
     unknown = runner.invoke(args=["list-sessions", "nobody"])
     assert unknown.exit_code == 1 and "no user named 'nobody'" in unknown.output
 

@@ -25,7 +25,7 @@ from zipline_sessions.storage.timestamps import InstantBound, format_timestamp
 
 # The request path's rows: a Session's wire columns first and in order (then anything else),
 # read by position; the schema reads them by attribute.
-Row = namedtuple("Row", ["id", "created_at", "ua", "client", "device", "last_seen_at", "ip", "user_id"])
+Row = namedtuple("Row", ["id", "created_at", "ua", "client", "device", "last_seen_at", "ip", "location", "user_id"])
 
 
 def random_row(rng):
@@ -34,6 +34,8 @@ def random_row(rng):
     return Row(id=f"sess_{rng.randrange(10**9)}", created_at=format_timestamp(created), ua=rng.choice(["", "curl/8", 'é ☃ "q"']),
                client=rng.choice(["Chrome", "Unknown"]), device=rng.choice(["Desktop", "Mobile"]),
                last_seen_at=rng.choice([None, format_timestamp(created)]), ip=rng.choice([None, "203.0.113.0", "::1"]),
+               location=rng.choice([None, {"country": "Germany", "countryCode": "DE", "city": None},
+                                    {"country": "Japan", "countryCode": "JP", "city": "Tōkyō"}]),
                user_id=rng.randrange(100))
 
 

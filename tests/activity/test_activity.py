@@ -171,7 +171,7 @@ def test_the_fields_are_shown_only_when_asked(make_seeded, make_app):
     client = shown.test_client(use_cookies=False)
     body = client.get(SESSIONS, headers=ALICE).get_data(as_text=True)
     current = json.loads(body)["current"]
-    assert list(current) == ["id", "createdAt", "ua", "client", "device", "lastSeenAt", "ip"]
+    assert list(current) == ["id", "createdAt", "ua", "client", "device", "lastSeenAt", "ip", "location"]
     assert current["ip"] == "203.0.113.77" and current["lastSeenAt"].endswith("Z")
     assert json.loads(body)["other"][0]["lastSeenAt"] is None
     deleted = client.delete(SESSIONS, headers=ALICE, json={"sessionId": "sess_def456"}).json

@@ -113,7 +113,7 @@ def test_every_change_records_its_event_with_the_sessions_public_fields(hooked, 
     assert revoked["user"] == {"id": 1, "username": "alice"}
     assert revoked["session"] == {"id": "sess_def456", "createdAt": "2024-03-14T08:15:00.000Z",
                                   "ua": SEED["users"][0]["sessions"][1]["ua"], "client": "Mobile Safari",
-                                  "device": "Mobile", "lastSeenAt": None, "ip": None}
+                                  "device": "Mobile", "lastSeenAt": None, "ip": None, "location": None}
     assert got[0]["session"]["ip"] == "127.0.0.1" and got[0]["session"]["lastSeenAt"] == got[0]["session"]["createdAt"]
     assert len({p["id"] for p in got}) == len(got)
     text = json.dumps(got)

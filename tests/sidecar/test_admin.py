@@ -17,7 +17,7 @@ ADMIN_SEED = {"users": [{"username": "root", "token": "tok-root", "admin": True,
                         {"username": "a/b", "token": "tok-slash", "sessions": [{"id": "sess_slash"}]}]}
 # The admin list always shows last activity (seeded sessions have none yet).
 BOB_SESSION = {"id": "sess_bob1", "createdAt": "2024-03-16T00:00:00.000Z", "ua": "curl/8.5.0",
-               "client": "curl", "device": "Unknown", "lastSeenAt": None, "ip": None}
+               "client": "curl", "device": "Unknown", "lastSeenAt": None, "ip": None, "location": None}
 
 
 def url(username: str) -> str:

@@ -62,13 +62,15 @@ def enabled() -> bool:
 
 # Recording: inside the caller's write transaction; nothing at all without a webhook.
 
-def record(event_type: str, user_id: int, username: str | None, session_row, reason: str | None = None) -> None:
+def record(event_type: str, user_id: int, username: str | None, session_row, reason: str | None = None,
+           extra: dict | None = None) -> None:
     """Queue one event about `session_row` (any row with the public session fields; None:
-    nothing happened); a username of None is looked up."""
+    nothing happened); a username of None is looked up. `extra`: top-level fields after the
+    session (session.created's newDevice)."""
     if session_row is not None and enabled():
         if username is None:
             username = models.usernames([user_id]).get(user_id)
-        _insert([_event(event_type, user_id, username, session_row, reason)])
+        _insert([_event(event_type, user_id, username, session_row, reason, extra)])
 
 
 def record_many(event_type: str, user_id: int, username: str, session_rows, reason: str | None = None) -> None:
@@ -90,16 +92,20 @@ def record_expired(session_rows, reason: str) -> None:
 def record_renamed(user_id: int, previous: str, username: str) -> None:
     """Queue user.renamed: the user under their new name, and the name before."""
     if enabled():
-        _insert([_event(RENAMED, user_id, username, None, None, previousUsername=previous)])
+        _insert([_event(RENAMED, user_id, username, None, None, {"previousUsername": previous})])
 
 
-def _event(event_type: str, user_id: int, username: str | None, row, reason: str | None, **more) -> dict:
+def _event(event_type: str, user_id: int, username: str | None, row, reason: str | None,
+           extra: dict | None = None) -> dict:
+    """One outbox row; `row` None: an event about the user alone (no "session"); `extra`:
+    top-level fields after "user" and "session"."""
     now = clock.utcnow()
     event_id = str(uuid.uuid4())
     payload = {"id": event_id, "type": event_type, "time": format_timestamp(now),
-               "user": {"id": user_id, "username": username}, **more}
+               "user": {"id": user_id, "username": username}}
     if row is not None:
         payload["session"] = session_fields(row)
+    payload.update(extra or {})
     if reason is not None:
         payload["reason"] = reason
     return {"event_id": event_id, "type": event_type, "user_id": user_id,
@@ -110,7 +116,8 @@ def _event(event_type: str, user_id: int, username: str | None, row, reason: str
 def session_fields(row) -> dict:
     """The session's public fields (never its token or hash), with its last activity."""
     return {"id": row.id, "createdAt": _wire(row.created_at), "ua": row.ua, "client": row.client,
-            "device": row.device, "lastSeenAt": _wire(row.last_seen_at), "ip": row.ip}
+            "device": row.device, "lastSeenAt": _wire(row.last_seen_at), "ip": row.ip,
+            "location": row.location}
 
 
 def _wire(value):

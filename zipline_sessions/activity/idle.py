@@ -13,7 +13,6 @@ from sqlalchemy import DateTime, bindparam, delete, select
 
 import models
 from zipline_sessions.storage.clock import utcnow
-from zipline_sessions.storage.database import db
 
 _Session = models.Session
 # Idle sessions still inside their lifetime, oldest first, each search on
@@ -54,5 +53,5 @@ def purge_idle(limit: int | None = None) -> list:
             break
         chosen = candidates.limit(left).scalar_subquery()
         statement = delete(_Session).where(_Session.c.id.in_(chosen)).returning(*models.ENDED_COLUMNS)
-        ended += db.session.execute(statement, {"now": now, "idle_before": cutoff}).all()
+        ended += models.ended_rows(statement, {"now": now, "idle_before": cutoff})
     return ended

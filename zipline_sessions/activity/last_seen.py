@@ -46,7 +46,8 @@ _TOUCH = (
     update(_Session)
     .where(_Session.c.id == bindparam("session_id"),
            or_(_Session.c.last_seen_at.is_(None), _Session.c.last_seen_at < _SEEN_AT))
-    .values(last_seen_at=_SEEN_AT, ip=bindparam("address"))
+    .values(last_seen_at=_SEEN_AT, ip=bindparam("address"),
+            location=bindparam("location", type_=_Session.c.location.type))
 )
 
 
@@ -65,6 +66,7 @@ class Activity:
         self.pending: dict[str, tuple[datetime, str | None]] = {}  # session id: (seen at, address)
         self.lock = threading.Lock()
         self.flusher: Flusher | None = None  # a server worker's; None: written as each response closes
+        self.locate = app.extensions["locate"]  # devices/location.py: where an address recorded is
 
     @property
     def recorded(self) -> bool:
@@ -96,8 +98,9 @@ class Activity:
             batch, self.pending = self.pending, {}
         if not batch:
             return 0
-        params = [{"session_id": session_id, "seen_at": seen_at, "address": address}
-                  for session_id, (seen_at, address) in batch.items()]
+        # Located here, as the address is recorded: never per request (devices/location.py).
+        params = [{"session_id": session_id, "seen_at": seen_at, "address": address,
+                   "location": self.locate(address)} for session_id, (seen_at, address) in batch.items()]
         try:
             self.writer.execute_many(_TOUCH, params)
         except self.writer.engine.dialect.loaded_dbapi.Error as error:

@@ -1,11 +1,13 @@
 """What a caller may do with sessions: list, revoke, log in, log out."""
 
-from flask import current_app
-from werkzeug.exceptions import BadRequest, Unauthorized
+from flask import current_app, has_request_context, request
+from werkzeug.exceptions import BadRequest, Forbidden, Unauthorized
 
 import models
 from zipline_sessions.activity import events, idle, last_seen
 from zipline_sessions.auth.caller import Caller, InvalidCredential
+from zipline_sessions.devices import known
+from zipline_sessions.devices.fingerprint import network_of
 from zipline_sessions.security import credentials
 from zipline_sessions.security.security_log import security_event
 from zipline_sessions.storage.database import write_transaction
@@ -83,19 +85,28 @@ def log_in(username: str, password: str, user_agent: str | None,
     new_hash = credentials.hash_password(password) if credentials.needs_rehash(stored_hash) else None
     config = current_app.config
     seen = last_seen.current()
+    address = seen.address()
+    location = current_app.extensions["locate"](address) if seen.recorded else None
+    # SESSIONS_IP_MODE=off keeps nothing of where: a device is then its client and kind alone.
+    network = network_of(request.remote_addr) if has_request_context() and config["IP_MODE"] != "off" else ""
     with write_transaction():
         models.lock_user(user.id)  # PostgreSQL: this user's logins count and cap one at a time
         replaced = models.end_user_session_by_token(user.id, presented) if presented else None
         events.record(events.REVOKED, user.id, user.username, replaced, reason="login")
-        opened = models.open_session(user.id, user_agent, config["TTL_SECONDS"],
-                                     seen=seen.recorded, ip=seen.address())
-        events.record(events.CREATED, user.id, user.username, opened)
+        refuse_beyond_cap(user, rotated=replaced is not None)  # rolls the rotation back too
+        opened = models.open_session(user.id, user_agent, config["TTL_SECONDS"], seen=seen.recorded,
+                                     ip=address, location=location, network=network)
+        new_device = not models.device_is_known(user.id, opened.fingerprint, opened=opened.id)
+        events.record(events.CREATED, user.id, user.username, opened, extra={"newDevice": new_device})
         ended = models.end_oldest_sessions(user.id, keep=opened.id, limit=config["MAX_PER_USER"])
         events.record_many(events.REVOKED, user.id, user.username, ended, reason="cap")
         rehashed = new_hash is not None and models.replace_password_hash(user.id, stored_hash, new_hash)
         purged = len(purge_expired(PURGE_BATCH))
     security_event("login.success", user=user.username, userId=user.id, sessionId=opened.id,
                    client=opened.client, device=opened.device)
+    if new_device:
+        security_event("login.new_device", user=user.username, userId=user.id, sessionId=opened.id,
+                       client=opened.client, device=opened.device, location=opened.location)
     if replaced:
         security_event("login.rotated", user=user.username, userId=user.id, ended=replaced.id, sessionId=opened.id)
     if ended:
@@ -108,13 +119,28 @@ def log_in(username: str, password: str, user_agent: str | None,
     return user, opened.token
 
 
+def refuse_beyond_cap(user: models.User, rotated: bool) -> None:
+    """Inside the login's write transaction, under the user's lock: with
+    SESSIONS_MAX_PER_USER_POLICY=refuse, 403 when the user already has the cap's number of live
+    sessions. A login that replaced the browser's own live session (`rotated`) is never refused."""
+    config = current_app.config
+    limit = config["MAX_PER_USER"]
+    if config["MAX_PER_USER_POLICY"] != "refuse" or rotated or models.count_live_sessions(user.id) < limit:
+        return
+    security_event("login.refused", user=user.username, userId=user.id, limit=limit)
+    raise Forbidden(f"Session limit reached: at most {limit} live sessions per user. "
+                    "Log out of one, or revoke one, before logging in again.")
+
+
 def purge_expired(limit: int | None) -> list:
     """Inside a write transaction: delete expired sessions, past their lifetime and then idle
-    ones (at most `limit`), each a session.expired event; the ended rows."""
+    ones (at most `limit`), each a session.expired event, and forget up to as many devices unused
+    for 90 days; the ended rows."""
     purged = models.purge_expired(limit=limit)
     events.record_expired(purged, "ttl")
     idle_ones = idle.purge_idle(None if limit is None else limit - len(purged))
     events.record_expired(idle_ones, "idle")
+    known.purge_stale(limit)
     return purged + idle_ones
 
 

@@ -69,6 +69,26 @@ def check_settings(config) -> None:
         raise ConfigError("SESSIONS_RATELIMIT_STORAGE_URL must be a storage URL such as redis://host "
                           f"(unset: the database), not {_without_password(storage)!r}")
     _check_fixture(config)
+    _check_devices(config)
+
+
+MAX_PER_USER_POLICIES = ("evict-oldest", "refuse")
+
+
+def _check_devices(config) -> None:
+    policy = config["MAX_PER_USER_POLICY"]
+    if policy not in MAX_PER_USER_POLICIES:
+        raise ConfigError(f"SESSIONS_MAX_PER_USER_POLICY must be one of {', '.join(MAX_PER_USER_POLICIES)}, "
+                          f"not {policy!r}")
+    geoip = config["GEOIP_DATABASE"]
+    if geoip == "":
+        config["GEOIP_DATABASE"] = geoip = None  # set but empty: no location
+    if geoip is not None and not isinstance(geoip, str):
+        raise ConfigError(f"SESSIONS_GEOIP_DATABASE must be a file path, not {geoip!r}")
+    if geoip is not None and (config["IP_MODE"] == "off" or config["TOUCH_SECONDS"] == 0):
+        # The location is resolved from the address recorded with the activity: none is recorded.
+        raise ConfigError("SESSIONS_GEOIP_DATABASE needs the address recorded: unset it, or set "
+                          "SESSIONS_IP_MODE to full or truncate and SESSIONS_TOUCH_SECONDS above 0")
 
 
 def _check_fixture(config) -> None:

@@ -70,6 +70,10 @@ DEFAULTS = {
     "WEBHOOK_MAX_AGE": 24 * 3600,  # seconds an event is retried before it is dead
     "WEBHOOK_RETRY_BASE": 1.0,  # seconds before the first retry; doubles each time, up to 10 minutes
     "WEBHOOK_DEADLINE": 5.0,  # seconds one delivery attempt may take in all (connect, send, answer)
+    # A session's device (devices/): what a login beyond MAX_PER_USER does (evict-oldest or refuse),
+    # and a MaxMind-format file (GeoLite2, DB-IP Lite) giving sessions a location; None: no location.
+    "MAX_PER_USER_POLICY": "evict-oldest",
+    "GEOIP_DATABASE": None,
 }
 
 

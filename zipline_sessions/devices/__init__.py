@@ -1,1 +1,1 @@
-"""A session's User-Agent read as its client and device kind; for all three uses."""
+"""A session's device: client and kind (User-Agent), place (GeoIP), each user's known devices; for all uses."""
