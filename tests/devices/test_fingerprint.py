@@ -12,7 +12,7 @@ from zipline_sessions.devices.fingerprint import fingerprint, network_of
 from zipline_sessions.storage.database import db
 from zipline_sessions.storage.schema import migrate
 
-MIGRATION = Path(__file__).resolve().parents[2] / "migrations" / "versions" / "0008_known_devices.py"
+MIGRATION = Path(__file__).resolve().parents[2] / "migrations" / "versions" / "0009_known_devices.py"
 
 
 @pytest.mark.parametrize(("address", "network"), [
