@@ -11,7 +11,9 @@ from zipline_sessions.config.checks import check_settings, parse_origins
 DEFAULTS = {
     "DATABASE_URL": None,  # None: sqlite file instance/sessions.db
     "COOKIE_NAME": "zipline_token",
-    "COOKIE_SECURE": False,
+    # None: Secure whenever the service is reached over HTTPS (PUBLIC_ORIGIN https, or a trusted
+    # proxy's X-Forwarded-Proto); true: always; false: never (auth/caller.py cookie_is_secure).
+    "COOKIE_SECURE": None,
     "COOKIE_SAMESITE": "Lax",  # Lax, Strict, or None (cross-site browser clients; needs COOKIE_SECURE)
     "TTL_SECONDS": 7 * 24 * 3600,
     # Login limits (README, "Login limits"): per (username, client address); off: none at all.
@@ -46,6 +48,12 @@ DEFAULTS = {
     "TOUCH_SECONDS": 60,
     "IP_MODE": "full",  # full, truncate (IPv4 /24, IPv6 /48) or off: the address kept with the activity
     "ACTIVITY_FIELDS": False,  # true: Session objects also carry lastSeenAt and ip
+    # Sign-in pages under /auth/ (pages/): on by default; REDIRECT_ORIGINS (comma-separated) may
+    # receive a browser after sign-in besides this origin; SECRET_KEY signs the pages' CSRF
+    # tokens (None: a random key kept in the database, made once, shared by every worker).
+    "PAGES": True,
+    "REDIRECT_ORIGINS": "",
+    "SECRET_KEY": None,
     # Session events (activity/events.py), POSTed to WEBHOOK_URL signed with WEBHOOK_SECRET; None: no events.
     "WEBHOOK_URL": None,
     "WEBHOOK_SECRET": None,
@@ -70,6 +78,7 @@ def load_settings(app: Flask, overrides: dict | None) -> None:
     config["SQLALCHEMY_ENGINE_OPTIONS"] = {"hide_parameters": True}
     config["MAX_CONTENT_LENGTH"] = config["MAX_BODY_BYTES"]
     config["CORS_ORIGINS"] = parse_origins(config["CORS_ORIGINS"])
+    config["REDIRECT_ORIGINS"] = parse_origins(config["REDIRECT_ORIGINS"])
     config["COOKIE_SAMESITE"] = config["COOKIE_SAMESITE"].capitalize()  # lax -> Lax, as browsers spell it
     if config["WORKERS"] is None:
         config["WORKERS"] = os.cpu_count() or 1

@@ -9,8 +9,9 @@ CROSS_SITE_REFUSED = "Cross-site logout refused"
 DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
-def refuse_cross_site() -> None:
-    """403 "Cross-site logout refused" when the browser says another site sent this request.
+def refuse_cross_site(message: str = CROSS_SITE_REFUSED) -> None:
+    """403 "Cross-site logout refused" (or `message`) when the browser says another site sent
+    this request.
 
     Refused: `Sec-Fetch-Site: cross-site`, or an `Origin` that is not the service's own;
     unless that Origin is one the operator allowed (SESSIONS_CORS_ORIGINS). A request with
@@ -24,7 +25,7 @@ def refuse_cross_site() -> None:
     if seen is not None and seen in {normalise_origin(o) for o in current_app.config["CORS_ORIGINS"]}:
         return
     if cross_site or seen is None or seen != own_origin():
-        raise Forbidden(CROSS_SITE_REFUSED)
+        raise Forbidden(message)
 
 
 def own_origin() -> str | None:

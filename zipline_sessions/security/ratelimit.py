@@ -119,9 +119,10 @@ def init_rate_limits(app: Flask) -> None:
         app.extensions["login_limiter"] = LoginLimiter(app.config)
 
 
-def check_login_attempt() -> None:
-    """Count this login attempt: 429 when a key is over its limit, 503 when the count cannot be kept."""
-    count_attempt("login", login_username(), TOO_MANY)
+def check_login_attempt(username: str | None = None) -> None:
+    """Count this login attempt at `username` (None: the one the JSON body names): 429 when a
+    key is over its limit, 503 when the count cannot be kept."""
+    count_attempt("login", login_username() if username is None else username, TOO_MANY)
 
 
 def check_password_change(username: str) -> None:
