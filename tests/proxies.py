@@ -166,7 +166,9 @@ def guarded_service(folder: Path, database_url: str, seed: dict, kind: str, work
     try:
         proxy = start(folder / kind, port, file_host.port, service.port)
         wait_for_port(proxy, port, kind)
-        yield Guarded(service, file_host, proxy, port)
+        guarded = Guarded(service, file_host, proxy, port)
+        guarded.kind = kind
+        yield guarded
     finally:
         if proxy is not None:
             proxy.send_signal(signal.SIGTERM)

@@ -71,6 +71,7 @@ def devices_page():
 @pages.post("/sessions")
 def revoke_sessions():
     """Sign out one other session (`session`), or all the others (`all`), then back to the list."""
+    refuse_cross_site(CROSS_SITE_FORM)  # before anything else, as on every page POST
     caller = signed_in_caller()
     posted_form(caller.session_id)
     before = len(caller.sessions)
