@@ -3,9 +3,15 @@ recently used first, each with its times as wire text and as text for a person (
 
 from typing import NamedTuple
 
-import models
+from sqlalchemy import bindparam, select
+
+from models import User
 from zipline_sessions.auth.caller import Caller
+from zipline_sessions.storage.reader import read_tuples
 from zipline_sessions.storage.timestamps import parse_date
+
+# The page's one read beside the caller's: the username, on the request path's reader.
+_USERNAME = select(User.username).where(User.id == bindparam("user_id"))
 
 
 class Device(NamedTuple):
@@ -28,8 +34,8 @@ def listing(caller: Caller) -> dict:
     # Most recently used first: the last activity, or the sign-in where none is recorded
     # (wire timestamps sort as text).
     found.sort(key=lambda d: (d.current, d.last_active or d.signed_in, d.signed_in, d.id), reverse=True)
-    username = models.usernames([caller.user_id]).get(caller.user_id, "")
-    return {"username": username, "devices": found, "others": len(found) - 1}
+    found_user = read_tuples(_USERNAME, {"user_id": caller.user_id})
+    return {"username": found_user[0][0] if found_user else "", "devices": found, "others": len(found) - 1}
 
 
 def readable(wire: str) -> str:
