@@ -298,3 +298,13 @@ def test_programs_keep_using_the_api_without_a_csrf_token(client):
     assert client.delete("/api/user/sessions", json={"all": True}, headers=cookie(session)).status_code == 200
     assert client.post("/api/auth/logout", headers=cookie(session)).status_code == 200
     assert "zipline_pages" not in response.headers.get("Set-Cookie", "")
+
+
+def test_signing_in_again_in_the_same_browser_rotates_its_session_as_the_api_does(browser, client, security_events):
+    sign_in(browser)
+    first = browser.get("/api/user/sessions").json["current"]["id"]
+    sign_in(browser)
+    second = browser.get("/api/user/sessions").json["current"]["id"]
+    assert first != second and first not in listed(client) and second in listed(client)
+    rotated = [e for e in security_events if e["event"] == "login.rotated"]
+    assert [(e["ended"], e["sessionId"]) for e in rotated] == [(first, second)]
