@@ -115,12 +115,15 @@ def posted_form(login_session_id: str | None) -> None:
 
 
 def login_page(status: int, username: str, rd: str, message: str | None = None):
+    """The sign-in form (the username kept, never the password), its token bound to whatever
+    session this browser holds now."""
     signed_in = current_session()
     return page("login.html", status=status, title="Sign in", username=username,
                 rd="" if rd == HOME else rd, message=message, token=page_token(signed_in and signed_in.id))
 
 
 def signed_in(token: str, rd: str):
+    """After sign-in: the new session's cookie, a new token for the next form, 303 to rd."""
     forget_tokens()
     response = redirect(rd, 303)
     set_session_cookie(response, token)
@@ -146,6 +149,7 @@ def revoke_body() -> dict:
 
 
 def load_fields(schema, **fields) -> dict:
+    """The form's fields checked by the API's own schema; 400 naming what is wrong."""
     try:
         return schema.load(fields)
     except ValidationError as error:
