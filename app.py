@@ -32,6 +32,7 @@ from zipline_sessions.devices.location import init_location
 from zipline_sessions.devices.useragent import warm_up
 from zipline_sessions.fixture import seed_file, seeding
 from zipline_sessions.fixture.cors import init_cors
+from zipline_sessions.pages.views import init_pages
 from zipline_sessions.security import credentials, security_log
 from zipline_sessions.security.crosssite import refuse_cross_site
 from zipline_sessions.security.ratelimit import check_login_attempt, init_rate_limits, limit_storage_problem
@@ -166,6 +167,7 @@ def build_app(config: dict | None) -> Flask:
     app.register_blueprint(forward_auth)
     app.register_blueprint(admin)
     app.register_blueprint(user_routes)
+    init_pages(app)
     init_rate_limits(app)
     if app.config["TEST_CONTROL"]:
         from zipline_sessions.fixture.test_control import init_test_control

@@ -1,164 +1,25 @@
 """Verify behind real proxies: nginx auth_request and Caddy forward_auth guard a static folder.
 
 Each proxy runs the README's configuration (examples/nginx.conf, examples/Caddyfile) as written,
-its three loopback addresses replaced by this test's ports. The file host is a standard-library
-HTTP server over a folder that records the headers each request brought.
+its three loopback addresses replaced by this test's ports (tests/proxies.py). The file host is a
+standard-library HTTP server over a folder that records the headers each request brought.
 """
 
-import functools
-import http.client
-import os
-import signal
-import socket
-import subprocess
-import threading
+import html
+import json
 import time
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from conftest import SEED
-from live_server import ROOT, LiveServer, free_port
-
-EXAMPLES = ROOT / "examples"
-NGINX = "/usr/sbin/nginx"
-CADDY = "/usr/bin/caddy"
-FILE = "/files/hello.txt"
-CONTENT = b"hello from the file host\n"
-IDENTITY_HEADERS = ("Remote-User", "X-Zipline-User-Id", "X-Zipline-Username", "X-Zipline-Session-Id")
-FORGED = {"Remote-User": "admin", "X-Zipline-User-Id": "99", "X-Zipline-Username": "admin",
-          "X-Zipline-Session-Id": "sess_forged"}
-
-
-class FileHost:
-    """A static folder served over HTTP; `seen` holds the identity headers of every request."""
-
-    def __init__(self, folder: Path):
-        (folder / "files").mkdir(parents=True)
-        (folder / "files" / "hello.txt").write_bytes(CONTENT)
-        self.seen: list[dict] = []
-        seen = self.seen
-
-        class Handler(SimpleHTTPRequestHandler):
-            def send_head(self):
-                seen.append({name: self.headers[name] for name in IDENTITY_HEADERS if name in self.headers})
-                return super().send_head()
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Handler, directory=str(folder)))
-        self.port = self.server.server_address[1]
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
-def configured(example: str, listen: int, file_host: int, service: int) -> str:
-    """An example configuration with its placeholder addresses replaced by real ports."""
-    text = (EXAMPLES / example).read_text()
-    for placeholder in ("127.0.0.1:8080", "127.0.0.1:3000", "127.0.0.1:8000"):
-        assert placeholder in text, (example, placeholder)
-    return (text.replace("127.0.0.1:8080", f"127.0.0.1:{listen}")
-            .replace("127.0.0.1:3000", f"127.0.0.1:{file_host}")
-            .replace("127.0.0.1:8000", f"127.0.0.1:{service}"))
-
-
-def start_nginx(folder: Path, port: int, file_host: int, service: int) -> subprocess.Popen:
-    """nginx in the foreground with its own prefix, config, pid file, logs and temp paths."""
-    folder.mkdir()
-    temp_paths = "\n".join(f"    {kind}_temp_path {folder / kind};" for kind in
-                           ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
-    config = folder / "nginx.conf"
-    config.write_text(
-        # As root, workers would run as nobody and could not enter pytest's 0700 folders.
-        ("user root;\n" if os.geteuid() == 0 else "")
-        + f"daemon off;\nmaster_process on;\nworker_processes 1;\npid {folder / 'nginx.pid'};\n"
-        + f"error_log {folder / 'error.log'} info;\nevents {{ worker_connections 64; }}\n"
-        + f"http {{\n    access_log {folder / 'access.log'};\n{temp_paths}\n"
-        + configured("nginx.conf", port, file_host, service) + "}\n")
-    command = [NGINX, "-p", str(folder), "-c", str(config), "-e", str(folder / "error.log")]
-    check = subprocess.run([*command, "-t"], capture_output=True, text=True, timeout=30, check=False)
-    assert check.returncode == 0, check.stderr
-    return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-
-
-def start_caddy(folder: Path, port: int, file_host: int, service: int) -> subprocess.Popen:
-    """caddy run with no admin endpoint, no HTTPS, and every file it keeps under `folder`."""
-    folder.mkdir()
-    caddyfile = folder / "Caddyfile"
-    caddyfile.write_text(f"{{\n\tadmin off\n\tauto_https off\n\tstorage file_system {folder / 'storage'}\n}}\n\n"
-                         + configured("Caddyfile", port, file_host, service))
-    env = {**os.environ, "HOME": str(folder), "XDG_DATA_HOME": str(folder / "data"),
-           "XDG_CONFIG_HOME": str(folder / "config")}
-    log = open(folder / "caddy.log", "wb")  # noqa: SIM115 - closed with the process
-    with log:
-        return subprocess.Popen([CADDY, "run", "--config", str(caddyfile), "--adapter", "caddyfile"], env=env,
-                                stdout=log, stderr=log, start_new_session=True)
-
-
-PROXIES = {"nginx": (NGINX, start_nginx), "caddy": (CADDY, start_caddy)}
-
-
-class Guarded:
-    """The service, the file host and a proxy in front of it: request() goes through the proxy."""
-
-    def __init__(self, service: LiveServer, file_host: FileHost, proxy: subprocess.Popen, port: int):
-        self.service, self.file_host, self.proxy, self.port = service, file_host, proxy, port
-
-    def request(self, headers: dict, path: str = FILE, method: str = "GET") -> tuple[int, bytes, dict | None]:
-        """(status, body, the identity headers the file host saw or None when it was not reached)."""
-        before = len(self.file_host.seen)
-        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
-        try:
-            connection.request(method, path, headers=headers)
-            response = connection.getresponse()
-            body = response.read()
-        finally:
-            connection.close()
-        seen = self.file_host.seen[before:]
-        assert len(seen) <= 1
-        return response.status, body, seen[0] if seen else None
-
-
-def wait_for_port(process: subprocess.Popen, port: int, what: str) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        assert process.poll() is None, f"{what} exited with {process.returncode}"
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise AssertionError(f"{what} did not listen on {port}")
+from live_server import ROOT
+from proxies import CONTENT, EXAMPLES, FORGED, PROXIES, guarded_service
 
 
 @pytest.fixture(params=list(PROXIES))
 def guarded(request, tmp_path, database_url):
-    program, start = PROXIES[request.param]
-    if not os.access(program, os.X_OK):
-        pytest.fail(f"{program} is not installed (apt-get install {request.param})")
-    service = LiveServer(tmp_path, database_url, SEED, workers=3).start()
-    file_host = FileHost(tmp_path / "site")
-    port = free_port()
-    proxy = None
-    try:
-        proxy = start(tmp_path / request.param, port, file_host.port, service.port)
-        wait_for_port(proxy, port, request.param)
-        yield Guarded(service, file_host, proxy, port)
-    finally:
-        if proxy is not None:
-            proxy.send_signal(signal.SIGTERM)
-            try:
-                proxy.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(proxy.pid, signal.SIGKILL)
-                proxy.wait(timeout=15)
-        file_host.stop()
-        service.stop()
+    with guarded_service(tmp_path, database_url, SEED, request.param) as guarded:
+        yield guarded
 
 
 def test_only_logged_in_requests_reach_the_files_and_the_name_cannot_be_forged(guarded):
@@ -208,3 +69,62 @@ def test_the_readme_shows_the_configurations_these_tests_run(example):
     section = readme.split("## Guard a file host", 1)[1].split("\n## ", 1)[0]
     assert "```\n" + (EXAMPLES / example).read_text() + "```" in section.replace("```nginx\n", "```\n").replace(
         "```caddy\n", "```\n")
+
+
+def test_the_file_host_never_gets_the_session_cookie_the_token_or_identity_headers_spelled_with_underscores(guarded):
+    forged = [("Cookie", "a=1; zipline_token=cookie-abc; b=2"), ("Remote_user", "admin"),
+              ("X_Zipline_User_Id", "99"), ("x_zipline_username", "admin"), ("X_Zipline_Session_Id", "sess_x"),
+              ("X-Forwarded-For", "6.6.6.6")]
+    status, _, body, received = guarded.exchange(forged)
+    assert (status, body) == (200, CONTENT)
+    assert [name for name, _ in received if "_" in name] == []
+    headers = {name.lower(): value for name, value in received}
+    assert headers["cookie"] == "a=1; b=2"
+    assert (headers["remote-user"], headers["x-zipline-user-id"], headers["x-forwarded-for"]) == (
+        "alice", "1", "127.0.0.1")
+
+    for sent in ({"Authorization": "tok-bob", "Cookie": "zipline_token=cookie-abc"},
+                 {"Cookie": "zipline_token=cookie-abc"}):
+        status, _, _, received = guarded.exchange(sent)
+        assert status == 200
+        assert {name.lower() for name, _ in received} & {"authorization", "cookie"} == set()
+
+
+def test_verify_records_the_address_the_proxy_saw_not_the_one_the_client_claims(guarded):
+    assert guarded.request({"Cookie": "zipline_token=cookie-def", "X-Forwarded-For": "6.6.6.6"})[0] == 200
+    deadline = time.monotonic() + 20
+    while True:  # the activity write runs after verify's answer has been sent
+        listed = {row["id"]: row for row in json.loads(guarded.service.flask("list-sessions", "alice", "--json"))}
+        if listed["sess_def456"]["ip"] is not None or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert listed["sess_def456"]["ip"] == "127.0.0.1"
+
+
+@pytest.mark.parametrize("headers", [
+    {"Accept": "application/json"},
+    {"Accept": "application/json, text/html"},
+    {"Accept": "text/html", "Authorization": "wrong"},
+    {},  # curl and scripts: no Accept, or */*
+    {"Accept": "*/*"},
+])
+def test_a_program_that_is_refused_gets_the_401_json(guarded, headers):
+    status, response_headers, body, received = guarded.exchange(headers, "/files/hello.txt?x=1")
+    assert (status, received) == (401, None)
+    assert response_headers["Content-Type"].startswith("application/json")
+    assert json.loads(body) == {"statusCode": 401, "error": "Unauthorized", "message": "Invalid login session"}
+
+
+def test_a_browser_that_is_refused_goes_to_sign_in_and_rd_keeps_the_whole_uri(guarded):
+    browser = {"Accept": "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"}
+    for uri in ("/files/hello.txt", "/files/a%20b%26c%23d.txt?x=1&y=a%20b&z=%26%23", "/files/x?rd=//evil.example"):
+        status, headers, _, received = guarded.exchange(browser, uri)
+        assert (status, received) == (302, None), uri
+        location = urlsplit(headers["Location"])
+        assert location.path == "/auth/login" and parse_qs(location.query) == {"rd": [uri]}
+        status, headers, page, _ = guarded.exchange(browser, headers["Location"])
+        assert status == 200 and b'name="rd" value="' + html.escape(uri).encode() + b'"' in page
+    # The service's own routes pass through unguarded; logging in through the proxy works.
+    status, headers, _, _ = guarded.exchange({"Content-Type": "application/json"}, "/api/user/sessions")
+    assert status == 401
+    assert guarded.exchange(browser, "/auth/sessions")[0] == 302

@@ -35,15 +35,17 @@ class Caller(NamedTuple):
     activity_fields: bool = False  # the rows carry last activity to show (SESSIONS_ACTIVITY_FIELDS)
 
 
-def resolve_caller() -> Caller:
+def resolve_caller(cookie_only: bool = False) -> Caller:
     """The caller of a sessions request, with their live sessions; or 401 "Invalid login session".
 
     A token names the user (a wrong one is refused even beside a good cookie); the cookie's
     session is current only if it is that user's. Without a token the cookie decides.
+    `cookie_only` (the pages: a browser's own session): only the cookie counts, and the rows
+    always carry the sessions' last activity.
     """
-    token, cookie = presented_credentials()
+    token, cookie = presented_credentials(cookie_only)
     seen = last_seen.current()
-    rows = lookup.sessions_seen_by(token, cookie, seen)
+    rows = lookup.sessions_seen_by(token, cookie, seen, fields=True if cookie_only else None)
     current = None
     for row in rows:
         if row[lookup.SEEN_IS_CURRENT]:
@@ -57,7 +59,7 @@ def resolve_caller() -> Caller:
         seen.touch_later(current[0])
     # A user with no live session has one row, its session columns None (an outer join).
     return Caller(rows[0][lookup.SEEN_USER_ID], None if current is None else current[0],
-                  rows if rows[0][0] is not None else [], seen.fields)
+                  rows if rows[0][0] is not None else [], cookie_only or seen.fields)
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,13 +100,13 @@ def current_session():
     return session
 
 
-def presented_credentials() -> tuple[str | None, str | None]:
+def presented_credentials(cookie_only: bool = False) -> tuple[str | None, str | None]:
     """(API token, session cookie) as the request presents them; 401 when it presents neither.
 
     A present Authorization header counts even when empty or wrong: it is then refused, even
-    beside a good cookie."""
+    beside a good cookie. `cookie_only`: the header is not looked at."""
     environ = request.environ
-    header = environ.get("HTTP_AUTHORIZATION")
+    header = None if cookie_only else environ.get("HTTP_AUTHORIZATION")
     cookie = session_cookie(environ)
     if header is None and cookie is None:
         raise Unauthorized(INVALID_SESSION)
@@ -153,11 +155,22 @@ def _strip_bearer(header: str) -> str:
     return rest.strip() if scheme.lower() == "bearer" and rest else header.strip()
 
 
+def cookie_is_secure() -> bool:
+    """Whether the cookies this service sets get `Secure`: SESSIONS_COOKIE_SECURE when set, else
+    whenever the service is reached over HTTPS (SESSIONS_PUBLIC_ORIGIN is https, or the request
+    came over HTTPS: directly, or as a trusted proxy's X-Forwarded-Proto says)."""
+    config = current_app.config
+    forced = config["COOKIE_SECURE"]
+    if forced is not None:
+        return forced
+    return (config["PUBLIC_ORIGIN"] or "").lower().startswith("https://") or request.is_secure
+
+
 def set_session_cookie(response, token: str) -> None:
     config = current_app.config
     response.set_cookie(
         config["COOKIE_NAME"], token, max_age=config["TTL_SECONDS"], path="/",
-        httponly=True, samesite=config["COOKIE_SAMESITE"], secure=config["COOKIE_SECURE"],
+        httponly=True, samesite=config["COOKIE_SAMESITE"], secure=cookie_is_secure(),
     )
 
 
@@ -165,6 +178,6 @@ def clear_session_cookie(response):
     config = current_app.config
     response.set_cookie(
         config["COOKIE_NAME"], "", max_age=0, expires=0, path="/",
-        httponly=True, samesite=config["COOKIE_SAMESITE"], secure=config["COOKIE_SECURE"],
+        httponly=True, samesite=config["COOKIE_SAMESITE"], secure=cookie_is_secure(),
     )
     return response

@@ -103,7 +103,7 @@ PLAIN = read_statements(touch=False, fields=False)
 SEEN_USER_ID, SEEN_IS_CURRENT, SEEN_STALE = -3, -2, -1
 
 
-def sessions_seen_by(token: str | None, cookie: str | None, activity=None) -> list:
+def sessions_seen_by(token: str | None, cookie: str | None, activity=None, fields: bool | None = None) -> list:
     """One query for a sessions request: plain tuples (*session columns, user_id, is_current,
     stale), the session columns first and in the wire's order (schemas.dump_session_list reads
     them by position).
@@ -111,9 +111,10 @@ def sessions_seen_by(token: str | None, cookie: str | None, activity=None) -> li
     With a token: the token's user and their live sessions (one row with id None when they
     have none), is_current on the one the cookie names. Without: the user of the cookie's
     live session and their live sessions. No row: neither names anyone. `activity`
-    (last_seen.Activity) picks the statements and gives :stale_before.
+    (last_seen.Activity) picks the statements and gives :stale_before; `fields` (not None)
+    overrides whether the rows carry the last activity columns (the pages always show them).
     """
-    statements, params = _read_setup(activity, utcnow())
+    statements, params = _read_setup(activity, utcnow(), fields)
     if token is not None:
         params["token_hash"] = credentials.hash_token(token)
         params["cookie_hash"] = credentials.hash_token(cookie) if cookie else None
@@ -122,10 +123,11 @@ def sessions_seen_by(token: str | None, cookie: str | None, activity=None) -> li
     return read_tuples(statements.seen_with_cookie, params)
 
 
-def _read_setup(activity, now: datetime) -> tuple[ReadStatements, dict]:
+def _read_setup(activity, now: datetime, fields: bool | None = None) -> tuple[ReadStatements, dict]:
     if activity is None:
-        return PLAIN, {"now": now}
-    statements = read_statements(activity.touch_every is not None, activity.fields, activity.idle_after is not None)
+        return (PLAIN if not fields else read_statements(False, True)), {"now": now}
+    statements = read_statements(activity.touch_every is not None, activity.fields if fields is None else fields,
+                                 activity.idle_after is not None)
     if activity.touch_every is None:
         return statements, {"now": now}
     # Whole seconds: the throttle needs no finer, and the parameter's conversion is then cached.

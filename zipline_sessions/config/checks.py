@@ -41,7 +41,10 @@ def check_settings(config) -> None:
     queue = config["HASH_QUEUE"]
     if isinstance(queue, bool) or not isinstance(queue, int) or queue < 0:
         raise ConfigError(f"SESSIONS_HASH_QUEUE must be a whole number (0 or more), not {queue!r}")
-    for key in ("COOKIE_SECURE", "AUTO_MIGRATE", "TEST_CONTROL"):
+    if config["COOKIE_SECURE"] is not None and not isinstance(config["COOKIE_SECURE"], bool):
+        raise ConfigError(f"SESSIONS_COOKIE_SECURE must be true or false (unset: when reached over HTTPS), "
+                          f"not {config['COOKIE_SECURE']!r}")
+    for key in ("AUTO_MIGRATE", "TEST_CONTROL", "PAGES"):
         if not isinstance(config[key], bool):
             raise ConfigError(f"SESSIONS_{key} must be true or false, not {config[key]!r}")
     proxies = config["TRUSTED_PROXIES"]
@@ -198,13 +201,24 @@ def _check_origins(config) -> None:
                               "name each origin, such as http://localhost:5173")
         if not _is_origin(origin):
             raise ConfigError(f"SESSIONS_CORS_ORIGINS: {origin!r} is not an origin such as http://localhost:5173")
+    redirects = config["REDIRECT_ORIGINS"]
+    if not isinstance(redirects, str | tuple):
+        raise ConfigError(f"SESSIONS_REDIRECT_ORIGINS must be comma-separated origins, not {redirects!r}")
+    for origin in parse_origins(redirects):
+        if not _is_origin(origin):
+            raise ConfigError(f"SESSIONS_REDIRECT_ORIGINS: {origin!r} is not an origin such as https://files.example.com")
+    secret = config["SECRET_KEY"]
+    if secret is not None and (not isinstance(secret, str) or len(secret) < MIN_SECRET_LENGTH):
+        # Never shown: it is a secret.
+        raise ConfigError(f"SESSIONS_SECRET_KEY must be at least {MIN_SECRET_LENGTH} characters "
+                          "(unset: a random key kept in the database)")
 
 
 def _check_browser(config) -> None:
     samesite = config["COOKIE_SAMESITE"]
     if not isinstance(samesite, str) or samesite.capitalize() not in SAMESITE_VALUES:
         raise ConfigError(f"SESSIONS_COOKIE_SAMESITE must be one of {', '.join(SAMESITE_VALUES)}, not {samesite!r}")
-    if samesite.capitalize() == "None" and not config["COOKIE_SECURE"]:
+    if samesite.capitalize() == "None" and config["COOKIE_SECURE"] is not True:
         raise ConfigError("SESSIONS_COOKIE_SAMESITE=None needs SESSIONS_COOKIE_SECURE=true: browsers drop a "
                           "SameSite=None cookie that is not Secure")
     if config["ERROR_PROFILE"] not in ERROR_PROFILES:

@@ -13,7 +13,9 @@ ZIPLINE_V4_COOKIE = "zipline_session"
 DEFAULTS = {
     "DATABASE_URL": None,  # None: sqlite file instance/sessions.db
     "COOKIE_NAME": None,  # None: zipline_token, or zipline_session (Zipline v4's) in the zipline-v4 profile
-    "COOKIE_SECURE": False,
+    # None: Secure whenever the service is reached over HTTPS (PUBLIC_ORIGIN https, or a trusted
+    # proxy's X-Forwarded-Proto); true: always; false: never (auth/caller.py cookie_is_secure).
+    "COOKIE_SECURE": None,
     "COOKIE_SAMESITE": "Lax",  # Lax, Strict, or None (cross-site browser clients; needs COOKIE_SECURE)
     "TTL_SECONDS": 7 * 24 * 3600,
     # Login limits (README, "Login limits"): per (username, client address); off: none at all.
@@ -64,6 +66,12 @@ DEFAULTS = {
     "ACTIVITY_FLUSH_SECONDS": 1.0,
     # A session unused this long (seconds) is refused and purged as expired; 0: no idle timeout.
     "IDLE_TIMEOUT": 0,
+    # Sign-in pages under /auth/ (pages/): on by default; REDIRECT_ORIGINS (comma-separated) may
+    # receive a browser after sign-in besides this origin; SECRET_KEY signs the pages' CSRF
+    # tokens (None: a random key kept in the database, made once, shared by every worker).
+    "PAGES": True,
+    "REDIRECT_ORIGINS": "",
+    "SECRET_KEY": None,
     # Session events (activity/events.py), POSTed to WEBHOOK_URL signed with WEBHOOK_SECRET; None: no events.
     "WEBHOOK_URL": None,
     "WEBHOOK_SECRET": None,
@@ -97,6 +105,7 @@ def load_settings(app: Flask, overrides: dict | None) -> None:
     config["MAX_CONTENT_LENGTH"] = config["MAX_BODY_BYTES"]
     config["CORS_ORIGINS"] = parse_origins(config["CORS_ORIGINS"])
     config["TEST_CONTROL_HOSTS"] = parse_hosts(config["TEST_CONTROL_HOSTS"])
+    config["REDIRECT_ORIGINS"] = parse_origins(config["REDIRECT_ORIGINS"])
     config["COOKIE_SAMESITE"] = config["COOKIE_SAMESITE"].capitalize()  # lax -> Lax, as browsers spell it
     if config["WORKERS"] is None:
         config["WORKERS"] = os.cpu_count() or 1

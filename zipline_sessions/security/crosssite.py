@@ -9,8 +9,9 @@ CROSS_SITE_REFUSED = "Cross-site {} refused"
 DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
-def refuse_cross_site(what: str = "logout") -> None:
-    """403 "Cross-site <what> refused" when the browser says another site sent this request.
+def refuse_cross_site(what: str = "logout", message: str | None = None) -> None:
+    """403 "Cross-site <what> refused" (or `message`) when the browser says another site sent
+    this request.
 
     Refused: `Sec-Fetch-Site: cross-site`, or an `Origin` that is not the service's own;
     unless that Origin is one the operator allowed (SESSIONS_CORS_ORIGINS). A request with
@@ -24,7 +25,7 @@ def refuse_cross_site(what: str = "logout") -> None:
     if seen is not None and seen in {normalise_origin(o) for o in current_app.config["CORS_ORIGINS"]}:
         return
     if cross_site or seen is None or seen != own_origin():
-        raise Forbidden(CROSS_SITE_REFUSED.format(what))
+        raise Forbidden(message or CROSS_SITE_REFUSED.format(what))
 
 
 def own_origin() -> str | None:

@@ -149,9 +149,10 @@ def init_rate_limits(app: Flask) -> None:
         app.extensions["token_reset_limiter"] = TokenResetLimiter(app.config)
 
 
-def check_login_attempt() -> None:
-    """Count this login attempt: 429 when a key is over its limit, 503 when the count cannot be kept."""
-    count_attempt(login_username(), "login")
+def check_login_attempt(username: str | None = None) -> None:
+    """Count this login attempt at `username` (None: the one the JSON body names): 429 when a
+    key is over its limit, 503 when the count cannot be kept."""
+    count_attempt(login_username() if username is None else username, "login")
 
 
 def check_password_attempt(username: str, purpose: str) -> None:
