@@ -191,18 +191,18 @@ def _take(counter, checks: list[Check], username: str, event: str, too_many: str
 
 
 def space_token_resets(user_id: int, received_at: datetime) -> None:
-    """Inside a token reset's write transaction, under the user's lock: 429 when another reset of
-    the user that succeeded was received less than TOKEN_RESET_SPACING before or after this one
-    (`received_at`), so that no two resets a user sends within a second both succeed, however
-    long each took to get here (a password check). Kept in the database whatever the storage:
-    the lock that puts the resets in order is there."""
-    key = hashlib.sha256(json.dumps(["token-reset-received", user_id]).encode()).hexdigest()
+    """Inside a token reset's write transaction, under the user's lock: 429 unless this reset was
+    received (`received_at`) at least TOKEN_RESET_SPACING after the user's last successful reset
+    was made. So no two resets that overlap in time can both succeed, however long each took to
+    get here (a password check, a loaded machine), and no two succeed within a second. Kept in
+    the database whatever the storage: the lock that puts the resets in order is there."""
+    key = hashlib.sha256(json.dumps(["token-reset-made", user_id]).encode()).hexdigest()
     mark = attempts.read_mark(key)
-    if mark is not None:
-        gap = received_at - (mark - MARK_KEPT)
-        if abs(gap) < TOKEN_RESET_SPACING:
-            raise TooManyRequests(TOKEN_JUST_RESET, retry_after=max(1, math.ceil((TOKEN_RESET_SPACING - gap).total_seconds())))
-    attempts.set_mark(key, received_at + MARK_KEPT)
+    now = clock.utcnow()
+    if mark is not None and received_at < mark - MARK_KEPT + TOKEN_RESET_SPACING:
+        wait = (mark - MARK_KEPT + TOKEN_RESET_SPACING - now).total_seconds()
+        raise TooManyRequests(TOKEN_JUST_RESET, retry_after=max(1, math.ceil(wait)))
+    attempts.set_mark(key, now + MARK_KEPT)
 
 
 def limit_storage_problem() -> str | None:

@@ -113,9 +113,10 @@ def reset_token(caller: Identity, token: str | None, current: str | None, ask_pa
     """Replace the caller's API token under their lock; (username, new token).
 
     `token`: the API token the caller came with (None: a cookie). With `ask_password`, the
-    current password must come too. Counted first by the user's token-reset limit (429). Under the lock, the credential is checked again (of two
-    resets with one token, the second is 401) and the user's last reset must be a second old
-    (429 otherwise): of the resets one user sends within a second, one answers a token.
+    current password must come too. Counted first by the user's token-reset limit (429). Under the
+    lock, the credential is checked again (of two resets with one token, the second is 401), and
+    the reset must have been received a second after the user's last one was made (429
+    otherwise): of resets sent at once, or within a second, one answers a token.
     """
     received_at = clock.utcnow()
     check_token_reset(caller.user_id, caller.username)
