@@ -118,7 +118,9 @@ def test_logins_racing_at_the_cap_open_exactly_the_free_places(tmp_path, databas
     seed = {"users": [{"username": "alice", "password": "wonderland",
                        "sessions": [{"token": "held", "expiresAt": "2099-01-01T00:00:00Z"}]}]}
     server = LiveServer(tmp_path, database_url, seed, workers=3,
-                        env={"SESSIONS_MAX_PER_USER": "2", "SESSIONS_MAX_PER_USER_POLICY": "refuse"}).start()
+                        # Every login waits for its hash (the race is at the cap, not at the hashing queue).
+                        env={"SESSIONS_MAX_PER_USER": "2", "SESSIONS_MAX_PER_USER_POLICY": "refuse",
+                             "SESSIONS_HASH_QUEUE": "12", "SESSIONS_HASH_QUEUE_WAIT": "60"}).start()
     try:
         barrier = threading.Barrier(12)
 

@@ -74,7 +74,9 @@ def test_sign_in_goes_to_rd_with_a_new_session_cookie_and_the_api_sees_it(app, b
     assert "HttpOnly" in set_cookie and "Path=/" in set_cookie and "Secure" not in set_cookie
     assert len(listed(client)) == len(before) + 1
     assert browser.get("/api/user/sessions").json["current"]["client"] == "Chrome"
-    assert [e["event"] for e in security_events if e["event"].startswith("login")] == ["login.success"]
+    # The same events as the API's login: this browser is also a device alice never used.
+    assert [e["event"] for e in security_events if e["event"].startswith("login")] == [
+        "login.success", "login.new_device"]
 
 
 def test_without_rd_sign_in_goes_to_your_devices(browser):
