@@ -12,7 +12,7 @@ from werkzeug.exceptions import BadRequest
 import models
 from schemas import ActivitySessionSchema, storable_text_problem
 from zipline_sessions.activity import events
-from zipline_sessions.auth import sessions
+from zipline_sessions.auth import accounts, reads, sessions
 from zipline_sessions.devices import known
 from zipline_sessions.fixture import contract_check, seed_file, seeding
 from zipline_sessions.security import credentials
@@ -92,9 +92,9 @@ def create_user(username, password, is_admin):
     password_hash = credentials.hash_password(password) if password else None
     try:
         with write_transaction():
-            if models.find_user_by_name(username) is not None:
+            if accounts.find_user_by_name(username) is not None:
                 raise taken
-            user, token = models.create_user(username, password_hash, is_admin=is_admin)
+            user, token = accounts.create_user(username, password_hash, is_admin=is_admin)
     except IntegrityError:  # another create-user of this name committed first (PostgreSQL)
         raise taken from None
     if is_admin:
@@ -111,7 +111,7 @@ def set_admin(username, withdraw):
     """Make a user an admin, or with --revoke an ordinary user again."""
     user = _user(username)
     with write_transaction():
-        models.set_admin(user.id, not withdraw)
+        accounts.set_admin(user.id, not withdraw)
     security_event("admin.withdrawn" if withdraw else "admin.granted", user=username, userId=user.id,
                    address="cli")
     click.echo(f"{username!r} is {'no longer' if withdraw else 'now'} an admin.")
@@ -154,7 +154,7 @@ def revoke_token(username):
 @click.option("--json", "as_json", is_flag=True, help="Print the sessions as a JSON array.")
 def list_sessions(username, as_json):
     """List a user's live sessions, oldest first, with when and from where each was last used."""
-    rows = models.list_sessions(_user(username).id, fields=True)
+    rows = reads.list_sessions(_user(username).id, fields=True)
     if as_json:
         click.echo(json.dumps(session_schema.dump(rows, many=True), ensure_ascii=False))
         return
@@ -175,7 +175,7 @@ def revoke(username, session_id, revoke_all):
     user = _user(username)
     try:
         with write_transaction():
-            models.lock_user(user.id)
+            accounts.lock_user(user.id)
             revoked = sessions.revoke_locked(user.id, user.username, None if revoke_all else session_id, keep=None,
                                              reason="operator")
     except BadRequest:
@@ -269,7 +269,7 @@ def check(url, token, cookie, allow_writes, profile):
 
 
 def _user(username: str) -> models.User:
-    user = models.find_user_by_name(username)
+    user = accounts.find_user_by_name(username)
     if user is None:
         raise click.ClickException(f"no user named {username!r}")
     db.session.expunge(user)

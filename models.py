@@ -1,7 +1,6 @@
 """The users and sessions tables, and the queries the routes and commands need."""
 
 from datetime import datetime, timedelta
-from functools import cache
 from typing import NamedTuple
 
 from flask import current_app
@@ -12,7 +11,6 @@ from sqlalchemy import (
     Index,
     String,
     and_,
-    bindparam,
     delete,
     false,
     func,
@@ -22,15 +20,13 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from schemas import storable_text_problem
 from zipline_sessions.devices import known
 from zipline_sessions.devices.fingerprint import fingerprint as device_fingerprint
 from zipline_sessions.devices.useragent import MAX_UA_LENGTH, clean_ua, describe
 from zipline_sessions.security import credentials
 from zipline_sessions.storage.clock import utcnow
 from zipline_sessions.storage.database import db
-from zipline_sessions.storage.reader import read_rows
-from zipline_sessions.storage.timestamps import InstantBound, WireTimestamp
+from zipline_sessions.storage.timestamps import WireTimestamp
 
 
 class User(db.Model):
@@ -122,69 +118,22 @@ def live_now():
     return live(now, idle_before(now))
 
 
-def create_user(username: str, password_hash: str | None, is_admin: bool = False) -> tuple[User, str]:
-    """Add a user (password hashed beforehand: credentials.hash_password) with a fresh API token;
-    returns the user and the token (shown once)."""
-    token = credentials.new_token()
-    user = User(
-        username=username,
-        password_hash=password_hash,
-        api_token_hash=credentials.hash_token(token),
-        is_admin=is_admin,
-    )
-    db.session.add(user)
-    db.session.flush()
-    return user, token
 
 
-def find_user(user_id: int) -> User | None:
-    return db.session.get(User, user_id)
 
 
-def find_user_by_name(username: str) -> User | None:
-    if storable_text_problem(username) is not None:
-        return None  # no user can have this name, and PostgreSQL would refuse to compare it
-    return db.session.execute(select(User).where(User.username == username)).scalar_one_or_none()
 
 
-def set_admin(user_id: int, is_admin: bool) -> None:
-    db.session.execute(update(User).where(User.id == user_id).values(is_admin=is_admin))
 
 
-def user_is_admin(user_id: int) -> bool:
-    """Inside a write transaction: whether the user is (still) an admin."""
-    return bool(db.session.execute(select(User.is_admin).where(User.id == user_id)).scalar_one_or_none())
 
 
-_SESSION_BY_TOKEN = select(Session.c.id, Session.c.user_id, Session.c.expires_at, Session.c.last_seen_at,
-                           Session.c.created_at).where(Session.c.token_hash == bindparam("token_hash"))
 
 
-def find_session_by_token(token: str):
-    """The session row (id, user_id, expires_at, last_seen_at, created_at) a session token
-    names, live or not (ended_because says)."""
-    rows = read_rows(_SESSION_BY_TOKEN, {"token_hash": credentials.hash_token(token)})
-    return rows[0] if rows else None
 
 
-def list_sessions(user_id: int, fields: bool = False) -> list:
-    """A user's live sessions, oldest first (ties by id), as public rows (`fields`: with their
-    last activity)."""
-    now = utcnow()
-    cutoff = idle_before(now)
-    params = {"user_id": user_id, "now": now}
-    if cutoff is not None:
-        params["idle_before"] = cutoff
-    return read_rows(_live_sessions(fields, cutoff is not None), params)
 
 
-@cache
-def _live_sessions(fields: bool, idle: bool = False):
-    shown = (*PUBLIC_COLUMNS, *ACTIVITY_COLUMNS) if fields else PUBLIC_COLUMNS
-    cutoff = bindparam("idle_before", type_=InstantBound()) if idle else None
-    return (select(*shown)
-            .where(Session.c.user_id == bindparam("user_id"), live(bindparam("now", type_=InstantBound()), cutoff))
-            .order_by(Session.c.created_at, Session.c.id))
 
 
 class OpenedSession(NamedTuple):
@@ -223,51 +172,20 @@ def open_session(user_id: int, user_agent: str | None, ttl_seconds: int, seen: b
     return opened
 
 
-def device_is_known(user_id: int, fingerprint: str, opened: str) -> bool:
-    """Inside a write transaction: whether the user had a session other than `opened` on this
-    device (fingerprint) within devices.known.KNOWN_FOR: one still in the table (live, or expired
-    and not yet purged) used since then, or an ended one the known devices remember."""
-    query = select(Session.c.id).where(Session.c.user_id == user_id, Session.c.fingerprint == fingerprint,
-                                       Session.c.id != opened, LAST_USED_AT > known.known_since()).limit(1)
-    return db.session.execute(query).first() is not None or known.remembered(user_id, fingerprint)
 
 
-def lock_user(user_id: int) -> str | None:
-    """Inside a write transaction: serialise this user's revocations; returns the username.
-
-    PostgreSQL takes the user's row lock here; SQLite already holds the database write lock.
-    """
-    query = select(User.username).where(User.id == user_id).with_for_update()
-    return db.session.execute(query).scalar_one_or_none()
 
 
-def api_token_is(user_id: int, token: str) -> bool:
-    """Inside a write transaction: whether `token` is (still) the user's API token."""
-    query = select(User.id).where(User.id == user_id, User.api_token_hash == credentials.hash_token(token))
-    return db.session.execute(query).first() is not None
 
 
-def set_api_token(user_id: int, token: str) -> None:
-    """Replace the user's API token: only its hash is stored, and the old one names no one."""
-    db.session.execute(update(User).where(User.id == user_id).values(api_token_hash=credentials.hash_token(token)))
 
 
-def set_password_hash(user_id: int, password_hash: str) -> None:
-    db.session.execute(update(User).where(User.id == user_id).values(password_hash=password_hash))
 
 
-def clear_api_token(user_id: int) -> bool:
-    """Inside a write transaction: the user has no API token from now on; whether they had one."""
-    query = update(User).where(User.id == user_id, User.api_token_hash.is_not(None)).values(api_token_hash=None)
-    return db.session.execute(query).rowcount == 1
 
 
-def password_hash_of(user_id: int) -> str | None:
-    return db.session.execute(select(User.password_hash).where(User.id == user_id)).scalar_one_or_none()
 
 
-def rename_user(user_id: int, username: str) -> None:
-    db.session.execute(update(User).where(User.id == user_id).values(username=username))
 
 
 def rotate_session_token(session_id: str, token: str, ttl_seconds: int) -> None:
@@ -277,30 +195,10 @@ def rotate_session_token(session_id: str, token: str, ttl_seconds: int) -> None:
         token_hash=credentials.hash_token(token), expires_at=utcnow() + timedelta(seconds=ttl_seconds)))
 
 
-def end_oldest_sessions(user_id: int, keep: str, limit: int) -> list:
-    """Inside a write transaction: delete the user's oldest live sessions so that `limit` remain,
-    `keep` (the one just opened) always among them; the ended rows, oldest first."""
-    beyond = (
-        select(Session.c.id)
-        .where(Session.c.user_id == user_id, live_now(), Session.c.id != keep)
-        .order_by(Session.c.created_at.desc(), Session.c.id.desc())
-        .offset(limit - 1)
-    )
-    statement = delete(Session).where(Session.c.id.in_(beyond.scalar_subquery())).returning(*ENDED_COLUMNS)
-    return sorted(ended_rows(statement), key=lambda row: (row.created_at, row.id))
 
 
-def count_live_sessions(user_id: int) -> int:
-    """Inside a write transaction: how many live sessions the user has."""
-    query = select(func.count()).where(Session.c.user_id == user_id, Session.c.expires_at > utcnow())
-    return db.session.execute(query).scalar_one()
 
 
-def replace_password_hash(user_id: int, old_hash: str, new_hash: str) -> bool:
-    """Inside a write transaction: store `new_hash` unless the hash changed meanwhile."""
-    statement = update(User).where(User.id == user_id, User.password_hash == old_hash).values(
-        password_hash=new_hash)
-    return db.session.execute(statement).rowcount == 1
 
 
 def session_is_live(session_id: str) -> bool:

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from conftest import SEED, cookie, write_json
 
-import models
 from models import LoginSession, User
+from zipline_sessions.auth import reads
 from zipline_sessions.storage.clock import utcnow
 from zipline_sessions.storage.database import db
 
@@ -143,7 +143,7 @@ def test_a_nul_in_a_token_or_ua_is_seeded_as_text_every_database_stores(app, run
     result = runner.invoke(args=["seed", str(write_json(tmp_path / "nul.json", document))])
     assert result.exit_code == 0, result.output
     with app.app_context():
-        rows = models.list_sessions(db.session.query(User).filter_by(username="nul").one().id)
+        rows = reads.list_sessions(db.session.query(User).filter_by(username="nul").one().id)
     assert [row.ua for row in rows] == ["curl/8.5.0\ufffdx"]
 
 

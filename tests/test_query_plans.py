@@ -9,22 +9,21 @@ from datetime import timedelta
 
 import pytest
 
-import models
 from zipline_sessions.activity import idle
-from zipline_sessions.auth import lookup
+from zipline_sessions.auth import lookup, reads
 from zipline_sessions.fixture import seed_file, seeding
 from zipline_sessions.storage import clock
 from zipline_sessions.storage.database import db
 
 # Each in every activity configuration (last_seen.py): off, recorded, recorded and shown.
-HOT_STATEMENTS = {"session by token": models._SESSION_BY_TOKEN}
+HOT_STATEMENTS = {"session by token": reads._SESSION_BY_TOKEN}
 for variant, (touch, fields) in {"": (False, False), ", activity": (True, False),
                                  ", activity shown": (True, True)}.items():
     statements = lookup.read_statements(touch, fields)
     HOT_STATEMENTS.update({
         f"token (and cookie){variant}": statements.seen_with_token,
         f"cookie alone{variant}": statements.seen_with_cookie,
-        f"live sessions of a user{variant}": models._live_sessions(fields),
+        f"live sessions of a user{variant}": reads._live_sessions(fields),
         f"verify by token (and cookie){variant}": statements.identity_by_token,
         f"verify by cookie{variant}": statements.identity_by_cookie,
     })
@@ -33,7 +32,7 @@ idle_statements = lookup.read_statements(True, False, True)
 HOT_STATEMENTS.update({
     "token (and cookie), idle": idle_statements.seen_with_token,
     "cookie alone, idle": idle_statements.seen_with_cookie,
-    "live sessions of a user, idle": models._live_sessions(False, True),
+    "live sessions of a user, idle": reads._live_sessions(False, True),
     "verify by token (and cookie), idle": idle_statements.identity_by_token,
     "verify by cookie, idle": idle_statements.identity_by_cookie,
     **{f"idle purge {n}": candidates.limit(100) for n, candidates in enumerate(idle.IDLE_CANDIDATES, 1)},

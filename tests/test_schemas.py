@@ -20,6 +20,7 @@ from schemas import (
     dump_session_list,
     session_list_schema,
 )
+from zipline_sessions.auth import reads
 from zipline_sessions.storage.database import db
 from zipline_sessions.storage.timestamps import InstantBound, format_timestamp
 
@@ -84,5 +85,5 @@ def test_stored_timestamps_read_as_the_text_format_timestamp_gives(app, created)
         db.session.execute(models.LoginSession.__table__.update().where(models.LoginSession.id == "sess_bob1")
                            .values(created_at=created))
         db.session.commit()
-        [row] = models.list_sessions(user_id=2)
+        [row] = reads.list_sessions(user_id=2)
     assert row.created_at == format_timestamp(created)

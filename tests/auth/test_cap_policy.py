@@ -10,6 +10,7 @@ from live_server import LiveServer
 from sqlalchemy import func, select
 
 import models
+from zipline_sessions.auth import accounts
 from zipline_sessions.config.checks import ConfigError
 from zipline_sessions.fixture import seed_file, seeding
 from zipline_sessions.storage import clock
@@ -33,7 +34,7 @@ def capped(make_app):
 
 def session_ids(app, username="alice") -> list[str]:
     with app.app_context():
-        user_id = models.find_user_by_name(username).id
+        user_id = accounts.find_user_by_name(username).id
         ids = db.session.execute(select(models.Session.c.id).where(models.Session.c.user_id == user_id)
                                  .order_by(models.Session.c.id)).scalars().all()
         db.session.commit()
@@ -62,7 +63,7 @@ def test_a_refused_login_leaves_no_event_and_other_users_log_in(capped):
                                   ).scalar_one() == 0
         db.session.commit()
     with app.app_context():
-        models.set_password_hash(models.find_user_by_name("bob").id, models.find_user_by_name("alice").password_hash)
+        accounts.set_password_hash(accounts.find_user_by_name("bob").id, accounts.find_user_by_name("alice").password_hash)
         db.session.commit()
     assert client.post(LOGIN, json={"username": "bob", "password": "wonderland"}).status_code == 200
 

@@ -8,7 +8,7 @@ from werkzeug.exceptions import Unauthorized
 
 import models
 from zipline_sessions.activity import events, idle, last_seen
-from zipline_sessions.auth import lookup
+from zipline_sessions.auth import lookup, reads
 from zipline_sessions.storage import clock
 from zipline_sessions.storage.database import write_transaction
 
@@ -89,7 +89,7 @@ def current_session():
     token = session_cookie()
     if token is None:
         return None
-    session = models.find_session_by_token(token)
+    session = reads.find_session_by_token(token)
     if session is None:
         return None
     reason = idle.ended_because(session, clock.utcnow())

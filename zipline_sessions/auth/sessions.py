@@ -5,6 +5,7 @@ from werkzeug.exceptions import BadRequest, Forbidden, Unauthorized
 
 import models
 from zipline_sessions.activity import events, idle, last_seen
+from zipline_sessions.auth import accounts, login_checks, reads
 from zipline_sessions.auth.caller import Caller, InvalidCredential
 from zipline_sessions.devices import known
 from zipline_sessions.devices.fingerprint import network_of
@@ -35,14 +36,14 @@ def revoke(caller: Caller, body: dict) -> dict:
     returns the updated list."""
     target = revocation_target(body, keep=caller.session_id)
     with write_transaction():
-        username = models.lock_user(caller.user_id)
+        username = accounts.lock_user(caller.user_id)
         if username is None or (caller.session_id is not None and not models.session_is_live(caller.session_id)):
             # Revoked by a concurrent request: a revoked session revokes nothing.
             raise InvalidCredential()
         revoked = revoke_locked(caller.user_id, username, target, keep=caller.session_id, reason="user")
     security_event("sessions.revoked", user=username, userId=caller.user_id, bySession=caller.session_id,
                    revoked=revoked)
-    return session_list(caller, models.list_sessions(caller.user_id, caller.activity_fields))
+    return session_list(caller, reads.list_sessions(caller.user_id, caller.activity_fields))
 
 
 def revocation_target(body: dict, keep: str | None) -> str | None:
@@ -75,7 +76,7 @@ def log_in(username: str, password: str, user_agent: str | None,
     `presented` is the session cookie the browser sent: if it names a session of this same
     user, that session ends as the new one opens (rotation: one browser, one live session).
     """
-    user = models.find_user_by_name(username)
+    user = accounts.find_user_by_name(username)
     stored_hash = user.password_hash if user else None
     if not credentials.password_matches(stored_hash, password):
         security_event("login.failure", user=username)
@@ -90,17 +91,17 @@ def log_in(username: str, password: str, user_agent: str | None,
     # SESSIONS_IP_MODE=off keeps nothing of where: a device is then its client and kind alone.
     network = network_of(request.remote_addr) if has_request_context() and config["IP_MODE"] != "off" else ""
     with write_transaction():
-        models.lock_user(user.id)  # PostgreSQL: this user's logins count and cap one at a time
+        accounts.lock_user(user.id)  # PostgreSQL: this user's logins count and cap one at a time
         replaced = models.end_user_session_by_token(user.id, presented) if presented else None
         events.record(events.REVOKED, user.id, user.username, replaced, reason="login")
         refuse_beyond_cap(user, rotated=replaced is not None)  # rolls the rotation back too
         opened = models.open_session(user.id, user_agent, config["TTL_SECONDS"], seen=seen.recorded,
                                      ip=address, location=location, network=network)
-        new_device = not models.device_is_known(user.id, opened.fingerprint, opened=opened.id)
+        new_device = not login_checks.device_is_known(user.id, opened.fingerprint, opened=opened.id)
         events.record(events.CREATED, user.id, user.username, opened, extra={"newDevice": new_device})
-        ended = models.end_oldest_sessions(user.id, keep=opened.id, limit=config["MAX_PER_USER"])
+        ended = login_checks.end_oldest_sessions(user.id, keep=opened.id, limit=config["MAX_PER_USER"])
         events.record_many(events.REVOKED, user.id, user.username, ended, reason="cap")
-        rehashed = new_hash is not None and models.replace_password_hash(user.id, stored_hash, new_hash)
+        rehashed = new_hash is not None and accounts.replace_password_hash(user.id, stored_hash, new_hash)
         purged = len(purge_expired(PURGE_BATCH))
     security_event("login.success", user=user.username, userId=user.id, sessionId=opened.id,
                    client=opened.client, device=opened.device)
@@ -125,7 +126,7 @@ def refuse_beyond_cap(user: models.User, rotated: bool) -> None:
     sessions. A login that replaced the browser's own live session (`rotated`) is never refused."""
     config = current_app.config
     limit = config["MAX_PER_USER"]
-    if config["MAX_PER_USER_POLICY"] != "refuse" or rotated or models.count_live_sessions(user.id) < limit:
+    if config["MAX_PER_USER_POLICY"] != "refuse" or rotated or login_checks.count_live_sessions(user.id) < limit:
         return
     security_event("login.refused", user=user.username, userId=user.id, limit=limit)
     raise Forbidden(f"Session limit reached: at most {limit} live sessions per user. "

@@ -7,13 +7,15 @@ from sqlalchemy.exc import IntegrityError
 from werkzeug.exceptions import BadRequest, Unauthorized
 
 import models
-from schemas import describe_errors, user_update_schema
+from schemas import describe_errors
 from zipline_sessions.activity import events
+from zipline_sessions.auth import accounts
 from zipline_sessions.auth.caller import Identity, InvalidCredential
 from zipline_sessions.auth.sessions import revoke_locked
 from zipline_sessions.security import credentials
 from zipline_sessions.security.ratelimit import check_password_attempt, check_token_reset, space_token_resets
 from zipline_sessions.security.security_log import security_event
+from zipline_sessions.sidecar.user_schemas import user_update_schema
 from zipline_sessions.storage import clock
 from zipline_sessions.storage.database import write_transaction
 
@@ -39,7 +41,7 @@ def update_account(caller: Identity, body: dict, empty_is_fine: bool) -> tuple[s
     if password is not None and caller.session_id is None:
         security_event("password.denied", user=caller.username, userId=caller.user_id, reason="no session cookie")
         raise Unauthorized(COOKIE_ONLY)
-    if username is not None and models.find_user_by_name(username) is not None:
+    if username is not None and accounts.find_user_by_name(username) is not None:
         raise BadRequest(USERNAME_TAKEN)  # the caller's own name too, as in Zipline
     if username is None and password is None:
         if empty_is_fine:
@@ -60,17 +62,17 @@ def apply_change(caller: Identity, new_name: str | None, password_hash: str | No
     revoked = []
     try:
         with write_transaction():
-            old_name = models.lock_user(caller.user_id)
+            old_name = accounts.lock_user(caller.user_id)
             if old_name is None or (caller.session_id is not None and not models.session_is_live(caller.session_id)):
                 raise InvalidCredential()  # logged out or revoked meanwhile: changes nothing
             if new_name is not None:
-                if models.find_user_by_name(new_name) is not None:
+                if accounts.find_user_by_name(new_name) is not None:
                     raise BadRequest(USERNAME_TAKEN)
-                models.rename_user(caller.user_id, new_name)
+                accounts.rename_user(caller.user_id, new_name)
                 events.record_renamed(caller.user_id, old_name, new_name)
             username = new_name or old_name
             if token is not None:
-                models.set_password_hash(caller.user_id, password_hash)
+                accounts.set_password_hash(caller.user_id, password_hash)
                 revoked = revoke_locked(caller.user_id, username, None, keep=caller.session_id, reason="password")
                 models.rotate_session_token(caller.session_id, token, current_app.config["TTL_SECONDS"])
     except IntegrityError:  # PostgreSQL: another rename to this name committed first
@@ -98,7 +100,7 @@ def confirm_password(user_id: int, username: str, current: str | None, missing: 
     """400 unless `current` is the user's password, checked as a login checks one (the same cost,
     counted with the logins: 429 past the login limits). A user without a password has none to
     give, and none is asked (as in Zipline, for an account without one)."""
-    stored_hash = models.password_hash_of(user_id)
+    stored_hash = accounts.password_hash_of(user_id)
     if stored_hash is None:
         return
     if not current:
@@ -124,13 +126,13 @@ def reset_token(caller: Identity, token: str | None, current: str | None, ask_pa
         confirm_password(caller.user_id, caller.username, current, CURRENT_PASSWORD_MISSING_FOR_TOKEN, "token")
     new_token = credentials.new_token()
     with write_transaction():
-        username = models.lock_user(caller.user_id)
-        still_valid = (models.api_token_is(caller.user_id, token) if token is not None
+        username = accounts.lock_user(caller.user_id)
+        still_valid = (accounts.api_token_is(caller.user_id, token) if token is not None
                        else models.session_is_live(caller.session_id))
         if username is None or not still_valid:
             raise InvalidCredential()
         space_token_resets(caller.user_id, received_at)
-        models.set_api_token(caller.user_id, new_token)
+        accounts.set_api_token(caller.user_id, new_token)
     security_event("token.reset", user=username, userId=caller.user_id, bySession=caller.session_id,
                    byToken=token is not None)
     return username, new_token
@@ -144,10 +146,10 @@ def set_password(user: models.User, password: str, keep_sessions: bool = False,
     check_new_password(user.username, password)
     password_hash = credentials.hash_password(password)
     with write_transaction():
-        models.lock_user(user.id)
-        models.set_password_hash(user.id, password_hash)
+        accounts.lock_user(user.id)
+        accounts.set_password_hash(user.id, password_hash)
         revoked = [] if keep_sessions else revoke_locked(user.id, user.username, None, keep=None, reason="password")
-        token_revoked = not keep_token and models.clear_api_token(user.id)
+        token_revoked = not keep_token and accounts.clear_api_token(user.id)
     security_event("password.changed", user=user.username, userId=user.id, bySession=None, revoked=revoked,
                    tokenRevoked=token_revoked, address="cli")
     return revoked, token_revoked
@@ -157,7 +159,7 @@ def revoke_token(user: models.User) -> bool:
     """The operator's revocation (flask revoke-token): the user has no API token from now on;
     whether they had one. A session cookie can make a new one (PATCH /api/user/token)."""
     with write_transaction():
-        models.lock_user(user.id)
-        revoked = models.clear_api_token(user.id)
+        accounts.lock_user(user.id)
+        revoked = accounts.clear_api_token(user.id)
     security_event("token.revoked", user=user.username, userId=user.id, hadToken=revoked, address="cli")
     return revoked

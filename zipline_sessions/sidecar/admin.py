@@ -7,7 +7,7 @@ from werkzeug.exceptions import Forbidden, NotFound
 
 import models
 from schemas import admin_session_list_schema, load_body, revoke_schema
-from zipline_sessions.auth import sessions
+from zipline_sessions.auth import accounts, reads, sessions
 from zipline_sessions.auth.caller import Identity, InvalidCredential, identify_caller
 from zipline_sessions.security.security_log import security_event
 from zipline_sessions.storage.database import write_transaction
@@ -46,7 +46,7 @@ def admin_and_target(username: str) -> tuple[Identity, Target]:
         security_event("admin.denied", user=caller.username, userId=caller.user_id,
                        target=username)
         raise Forbidden(ADMIN_ONLY)
-    user = models.find_user_by_name(username)
+    user = accounts.find_user_by_name(username)
     if user is None:
         raise NotFound(USER_NOT_FOUND)
     return caller, Target(user.id, user.username)
@@ -56,7 +56,7 @@ def listing(caller: Identity, target: Target) -> dict:
     """{"user", "sessions"}: the target and all their live sessions, oldest first."""
     security_event("admin.sessions.listed", admin=caller.username, adminId=caller.user_id,
                    user=target.username, userId=target.id)
-    return {"user": target._asdict(), "sessions": models.list_sessions(target.id, fields=True)}
+    return {"user": target._asdict(), "sessions": reads.list_sessions(target.id, fields=True)}
 
 
 def revoke(caller: Identity, target: Target, body: dict) -> dict:
@@ -67,14 +67,14 @@ def revoke(caller: Identity, target: Target, body: dict) -> dict:
     keep = caller.session_id if target.id == caller.user_id else None
     session_id = sessions.revocation_target(body, keep=keep)
     with write_transaction():
-        if models.lock_user(target.id) is None:
+        if accounts.lock_user(target.id) is None:
             raise NotFound(USER_NOT_FOUND)
         # Checked again under the lock: a revoked session or a withdrawn admin revokes nothing.
         if caller.session_id is not None and not models.session_is_live(caller.session_id):
             raise InvalidCredential()
-        if not models.user_is_admin(caller.user_id):
+        if not accounts.user_is_admin(caller.user_id):
             raise Forbidden(ADMIN_ONLY)
         revoked = sessions.revoke_locked(target.id, target.username, session_id, keep=keep, reason="admin")
     security_event("admin.sessions.revoked", admin=caller.username, adminId=caller.user_id,
                    bySession=caller.session_id, user=target.username, userId=target.id, revoked=revoked)
-    return {"user": target._asdict(), "sessions": models.list_sessions(target.id, fields=True)}
+    return {"user": target._asdict(), "sessions": reads.list_sessions(target.id, fields=True)}

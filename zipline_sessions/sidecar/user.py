@@ -5,8 +5,8 @@ object each answers, in the configured profile (README, "Zipline compatibility")
 from flask import Blueprint, current_app, jsonify, request
 from werkzeug.exceptions import NotFound
 
-import models
-from schemas import load_body, token_reset_schema, user_update_schema, zipline_user_schema
+from schemas import load_body
+from zipline_sessions.auth import accounts, reads
 from zipline_sessions.auth.caller import (
     InvalidCredential,
     identify_caller,
@@ -15,6 +15,7 @@ from zipline_sessions.auth.caller import (
 )
 from zipline_sessions.security.crosssite import refuse_cross_site
 from zipline_sessions.sidecar import account
+from zipline_sessions.sidecar.user_schemas import token_reset_schema, user_update_schema, zipline_user_schema
 from zipline_sessions.storage.timestamps import format_timestamp
 
 user_routes = Blueprint("user", __name__, url_prefix="/api")
@@ -78,12 +79,12 @@ def user_body(user_id: int, username: str) -> dict:
     """The user object of the profile: login's {"id", "username"}, or Zipline v4's."""
     if not zipline_v4():
         return {"id": user_id, "username": username}
-    user = models.find_user(user_id)
+    user = accounts.find_user(user_id)
     if user is None:
         raise InvalidCredential()  # deleted since the caller was identified
     created = format_timestamp(user.created_at)
     sessions = [{"id": row.id, "created_at": row.created_at, "ua": row.ua, "client": row.client,
-                 "device": row.device, "userId": str(user_id)} for row in models.list_sessions(user_id)]
+                 "device": row.device, "userId": str(user_id)} for row in reads.list_sessions(user_id)]
     return zipline_user_schema.dump({
         "id": str(user_id), "username": user.username, "createdAt": created, "updatedAt": created,
         "role": "ADMIN" if user.is_admin else "USER", "view": {}, "avatar": None, "sessions": sessions,

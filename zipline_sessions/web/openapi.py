@@ -5,7 +5,6 @@ from apispec.ext.marshmallow import MarshmallowPlugin
 from flask import Flask
 
 from schemas import (
-    ZIPLINE_PROFILE_FIELDS,
     ActivitySessionListSchema,
     ActivitySessionSchema,
     AdminSessionListSchema,
@@ -18,14 +17,17 @@ from schemas import (
     SessionListSchema,
     SessionSchema,
     Timestamp,
+    ZiplineErrorSchema,
+)
+from zipline_sessions.sidecar.forward_auth import VERIFY_METHODS
+from zipline_sessions.sidecar.user_schemas import (
+    ZIPLINE_PROFILE_FIELDS,
     TokenResetResponseSchema,
     TokenResetSchema,
     UserUpdateSchema,
-    ZiplineErrorSchema,
     ZiplineTokenResetResponseSchema,
     ZiplineUserResponseSchema,
 )
-from zipline_sessions.sidecar.forward_auth import VERIFY_METHODS
 
 JSON = "application/json"
 # The rule RevokeSchema checks in code (validates_schema), written for the document.
