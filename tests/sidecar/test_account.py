@@ -368,7 +368,9 @@ def test_a_reset_token_is_refused_by_every_worker_from_the_next_request_on(tmp_p
     (None, None, {401, 429}),  # each with its own credential: two tokens and two cookies
 ])
 def test_of_concurrent_resets_by_one_user_exactly_one_wins(tmp_path, database_url, headers, body, losers):
-    server = LiveServer(tmp_path, database_url, SEED, workers=3).start()
+    # Threads enough that no request waits for one: a request is received when a thread takes it
+    # (with 4 a worker, requests blocked on the password hash queue held the rest back for seconds).
+    server = LiveServer(tmp_path, database_url, SEED, workers=3, env={"SESSIONS_THREADS": "12"}).start()
     many = [headers] * 8 if headers else [{"Authorization": "tok-alice"}, cookie("cookie-abc"),
                                           {"Authorization": "tok-alice"}, cookie("cookie-def")] * 2
     bodies = [body] * 8 if headers else [None, ALICE_PASSWORD] * 4
