@@ -123,9 +123,13 @@ def log_in(server, username, password, agent="concurrency-test"):
     return headers["Set-Cookie"].split(";")[0]
 
 
+# Every concurrent login gets its hash, however slow the machine (no 503 from a full queue).
+ROOM_TO_HASH = {"SESSIONS_HASH_QUEUE": "16", "SESSIONS_HASH_QUEUE_WAIT": "60"}
+
+
 def test_concurrent_logins_lists_and_revocations(tmp_path, database_url):
     users = [{"username": f"user{n}", "password": f"pw{n}"} for n in range(6)]
-    server = LiveServer(tmp_path, database_url, {"users": users}, workers=3).start()
+    server = LiveServer(tmp_path, database_url, {"users": users}, workers=3, env=ROOM_TO_HASH).start()
     statuses, lock = [], threading.Lock()
 
     def call(method, path, cookie, body=None):
@@ -245,7 +249,7 @@ def test_the_logs_hold_events_but_no_secret(server):
 def test_logins_racing_a_delete_all_are_kept_or_revoked_never_half(tmp_path, database_url):
     users = [{"username": "mia", "password": "pw", "token": "tok-mia",
               "sessions": [{"token": f"mia-{n}"} for n in range(20)]}]
-    server = LiveServer(tmp_path, database_url, {"users": users}, workers=4).start()
+    server = LiveServer(tmp_path, database_url, {"users": users}, workers=4, env=ROOM_TO_HASH).start()
     try:
         def login(_):
             return log_in(server, "mia", "pw")
