@@ -56,7 +56,7 @@ def revocation_target(body: dict, keep: str | None) -> str | None:
 
 
 def revoke_locked(user_id: int, username: str, target: str | None, keep: str | None, reason: str) -> list[str]:
-    """Inside a write transaction holding the user's lock (models.lock_user): revoke the user's
+    """Inside a write transaction holding the user's lock (accounts.lock_user): revoke the user's
     session `target`, or all of them but `keep` when target is None; the revoked ids. Each one
     is a session.revoked event for `reason` (events.REASONS)."""
     if target is None:

@@ -2,7 +2,7 @@
 
 A row is written when a session ends (logout, revocation, the cap, expiry), with that session's
 last use, so that the device stays known for KNOWN_FOR_DAYS after it; a live session is its own
-proof (models.device_is_known). Rows older than that are purged with expired sessions.
+proof (auth/login_checks.py, device_is_known). Rows older than that are purged with expired sessions.
 """
 
 from datetime import datetime, timedelta
