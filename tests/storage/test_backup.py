@@ -26,7 +26,9 @@ def readme_block(title: str) -> str:
 def test_restore_drill_a_backup_taken_under_writes_holds_every_answered_session(tmp_path):
     users = [{"username": f"w{n}", "password": f"writer-password-{n}"} for n in range(WRITERS)]
     server = LiveServer(tmp_path, f"sqlite:///{tmp_path / 'live.db'}", {"users": users}, workers=2,
-                        env={"SESSIONS_MAX_PER_USER": "10000"}).start()
+                        # Room for every login in the hashing queue: the writes race the backup, not each other.
+                        env={"SESSIONS_MAX_PER_USER": "10000", "SESSIONS_HASH_QUEUE": "8",
+                             "SESSIONS_HASH_QUEUE_WAIT": "60"}).start()
     answered, stop, failures = [], threading.Event(), []
 
     def write(n: int) -> None:
