@@ -25,9 +25,11 @@ def test_security_events_are_logged_without_secrets(app, client, security_events
     app.test_cli_runner().invoke(args=["purge-expired"])
 
     names = [event["event"] for event in security_events]
-    assert names == ["login.failure", "login.success", "sessions.purged",  # the login purged sess_old
+    # The iPhone is a device alice never signed in from (seeded sessions have no fingerprint).
+    assert names == ["login.failure", "login.success", "login.new_device",
+                     "sessions.purged",  # the login purged sess_old
                      "sessions.revoked", "logout", "sessions.purged"]
-    events = {event["event"]: event for event in security_events[:5]}
+    events = {event["event"]: event for event in security_events[:6]}
     assert events["login.failure"]["user"] == "alice" and events["login.failure"]["address"] == "127.0.0.1"
     success = events["login.success"]
     assert (success["user"], success["client"], success["device"]) == ("alice", "Mobile Safari", "Mobile")
@@ -35,7 +37,8 @@ def test_security_events_are_logged_without_secrets(app, client, security_events
     assert events["sessions.revoked"]["bySession"] == success["sessionId"]
     assert events["logout"]["sessionId"] == success["sessionId"]
     assert events["sessions.purged"]["count"] == 1
-    assert security_events[5] == {**security_events[5], "count": 0, "address": "cli"}
+    assert events["login.new_device"]["user"] == "alice"
+    assert security_events[6] == {**security_events[6], "count": 0, "address": "cli"}
     text = repr(security_events)
     for secret in (token, "wonderland", "wrong", "tok-alice", "cookie-abc"):
         assert secret not in text
