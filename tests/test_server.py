@@ -239,8 +239,9 @@ def test_the_logs_hold_events_but_no_secret(server):
     server.stop()
     log = server.log.read_text()
     events = [json.loads(line) for line in log.splitlines() if line.startswith("{")]
-    assert [event["event"] for event in events] == [
-        "login.failure", "login.success", "sessions.purged", "sessions.revoked"]  # the login purged sess_old
+    assert [event["event"] for event in events] == [  # the iPhone is a device alice never used
+        "login.failure", "login.success", "login.new_device",
+        "sessions.purged", "sessions.revoked"]  # the login purged sess_old
     assert '"DELETE /api/user/sessions HTTP/1.1" 200' in log  # the access log, without the query
     for secret in (token, "tok-alice", "wonderland", "wrong"):
         assert secret not in log
