@@ -32,6 +32,9 @@ class PagesSessionInterface(SecureCookieSessionInterface):
         if not request.environ.get("PATH_INFO", "").startswith(PAGES_PREFIX):
             return None
         if not app.config["SECRET_KEY"]:
+            gate = app.extensions.get("schema_gate")  # web/schema_gate.py: closed while the schema is behind
+            if gate is not None and gate.still_behind():
+                return None  # no key table yet: a null session, and the gate answers 503 first
             # Not read at start (the schema was behind then): from the database, once.
             app.config["SECRET_KEY"] = stored_key()
         return super().open_session(app, request)
