@@ -36,6 +36,34 @@ def loopback_http_server(handler):
         server.server_close()
 
 
+@contextlib.contextmanager
+def static_page_server(page: bytes):
+    """`page` as text/html on a free loopback port (another site's page, or a frontend's dev
+    server); yields the port."""
+    class Page(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.end_headers()
+            self.wfile.write(page)
+
+        def log_message(self, *args):
+            pass
+
+    with loopback_http_server(Page) as port:
+        yield port
+
+
+def wait_for(condition, what: str = "the condition", seconds: float = 30) -> None:
+    """Poll `condition` every 50 ms until it holds; AssertionError naming `what` after `seconds`."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
 class LiveServer:
     def __init__(self, workdir: Path, database_url: str, seed: dict | None, workers: int = 3,
                  env: dict | None = None):

@@ -7,7 +7,7 @@ from datetime import timedelta
 
 import pytest
 from conftest import SEED, cookie
-from live_server import LiveServer, free_port
+from live_server import LiveServer, free_port, wait_for
 from receiver import Receiver, verify_signature
 from sqlalchemy import select, update
 
@@ -291,15 +291,6 @@ def test_the_secret_is_never_shown_in_the_error(make_app):
 # The real server: Granian workers, each with its delivery thread.
 
 LIVE_ENV = {"SESSIONS_WEBHOOK_SECRET": SECRET, "SESSIONS_WEBHOOK_RETRY_BASE": "0.2"}
-
-
-def wait_for(condition, what: str, seconds: float = 30):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def test_several_workers_deliver_each_event_once_in_order_per_user(tmp_path, database_url, receiver):

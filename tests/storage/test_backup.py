@@ -8,7 +8,7 @@ import threading
 
 import pytest
 from conftest import BACKEND, cookie, sqlite_only
-from live_server import LiveServer
+from live_server import LiveServer, wait_for
 from sqlalchemy.engine import make_url
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -45,11 +45,11 @@ def test_restore_drill_a_backup_taken_under_writes_holds_every_answered_session(
     try:
         for thread in threads:
             thread.start()
-        _wait(lambda: len(answered) >= 12 or failures)
+        wait_for(lambda: len(answered) >= 12 or failures, seconds=120)
         before = list(answered)  # every login answered before the backup began
         output = server.flask("backup", str(copy))
         during = len(answered) - len(before)
-        _wait(lambda: len(answered) >= len(before) + during + 3 or failures)  # writes went on after it
+        wait_for(lambda: len(answered) >= len(before) + during + 3 or failures, seconds=120)  # writes went on after it
     finally:
         stop.set()
         for thread in threads:
@@ -143,16 +143,5 @@ def test_pg_dump_and_pg_restore_as_the_readme_says(tmp_path, make_seeded_app, po
     finally:
         subprocess.run(["dropdb", "-h", libpq["HOST"], "--if-exists", "--force", restored_name], check=False,
                        env={**os.environ, **libpq})
-
-
-def _wait(condition, seconds: float = 120) -> None:
-    import time
-
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.05)
-    raise AssertionError("timed out")
 
 

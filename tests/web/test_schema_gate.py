@@ -5,7 +5,7 @@ import threading
 
 import pytest
 from conftest import SEED, cookie
-from live_server import LiveServer
+from live_server import LiveServer, wait_for
 from sqlalchemy import text
 
 from zipline_sessions.fixture import seed_file, seeding
@@ -164,13 +164,13 @@ def test_a_real_server_under_load_answers_503_then_serves_after_the_upgrade(tmp_
     try:
         for thread in threads:
             thread.start()
-        _wait(lambda: len(statuses) >= 200, "200 answers while behind")
+        wait_for(lambda: len(statuses) >= 200, "200 answers while behind", seconds=60)
         assert {status for status, _ in statuses} == {503}
         assert statuses[0][1] == {"statusCode": 503, "error": "Service Unavailable", "message": BEHIND_MESSAGE}
         output = server.flask("db-upgrade")  # another process, as an operator would
         assert output == f"Upgraded the database schema from 0006 to {HEAD} (ran {ran_after('0006')}).\n"
-        _wait(lambda: statuses[-1][0] == 200 and server.request("GET", "/api/user/sessions", ALICE)[0] == 200
-              and server.request("GET", "/api/auth/verify", ALICE)[0] == 200, "every worker serving")
+        wait_for(lambda: statuses[-1][0] == 200 and server.request("GET", "/api/user/sessions", ALICE)[0] == 200
+                 and server.request("GET", "/api/auth/verify", ALICE)[0] == 200, "every worker serving", seconds=60)
     finally:
         stop.set()
         for thread in threads:
@@ -182,12 +182,3 @@ def test_a_real_server_under_load_answers_503_then_serves_after_the_upgrade(tmp_
     assert log.count("The database schema is behind this release") == 1  # said once, at start
 
 
-def _wait(condition, what: str, seconds: float = 60) -> None:
-    import time
-
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
