@@ -11,7 +11,7 @@ import threading
 import time
 
 import pytest
-from conftest import SEED, assert_error, cookie, sqlite_only
+from conftest import BACKEND, SEED, assert_error, cookie, sqlite_only
 from live_server import ROOT, LiveServer, free_port
 from own_servers import OwnPostgres, postgres_bin
 
@@ -256,3 +256,29 @@ def test_which_errors_are_the_database_being_unavailable():
     readonly = sqlite3.connect("file::memory:?mode=ro", uri=True)
     assert database_unavailable(sqlite_error("CREATE TABLE t (x)", readonly))  # SQLITE_READONLY
     readonly.close()
+
+
+@pytest.mark.skipif(BACKEND != "postgresql", reason="PostgreSQL only (the server ends a connection)")
+def test_a_connection_the_server_ends_inside_a_write_is_the_database_being_unavailable(app):
+    """A restart ends each open connection mid-transaction: the write fails as the database being
+    unavailable (503), never as a rollback error on the dead connection (a 500), and the next one
+    runs on a new connection."""
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.exc import OperationalError
+
+    from zipline_sessions.storage.database import write_transaction
+    from zipline_sessions.storage.outage import database_unavailable
+
+    with app.app_context():
+        other = create_engine(db.engine.url)
+        try:
+            with pytest.raises(OperationalError) as failed, write_transaction():
+                pid = db.session.execute(text("SELECT pg_backend_pid()")).scalar()
+                with other.connect() as connection:
+                    connection.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+                db.session.execute(text("SELECT 1"))
+            assert database_unavailable(failed.value)
+            with write_transaction():
+                assert db.session.execute(text("SELECT pg_backend_pid()")).scalar() != pid
+        finally:
+            other.dispose()

@@ -124,6 +124,10 @@ def bound_statements(engine: Engine, watchdog: Watchdog) -> None:
     @event.listens_for(engine, "commit")
     @event.listens_for(engine, "rollback")
     def arm_ending(connection):
+        # A connection the server dropped mid-transaction is invalidated: its rollback reaches no
+        # server and has no DB-API connection to arm (asking for one raises PendingRollbackError).
+        if connection.invalidated or connection.closed:
+            return
         if not connection.get_execution_options().get("unbounded"):
             watchdog.arm(dbapi_connection(connection))
 
