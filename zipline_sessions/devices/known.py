@@ -8,12 +8,12 @@ proof (auth/login_checks.py, device_is_known). Rows older than that are purged w
 from datetime import datetime, timedelta
 
 from sqlalchemy import ForeignKey, Index, String, bindparam, case, delete, select, tuple_
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Mapped, mapped_column
 
 from zipline_sessions.devices.fingerprint import KNOWN_FOR_DAYS
 from zipline_sessions.storage.clock import utcnow
 from zipline_sessions.storage.database import db
+from zipline_sessions.storage.upsert import upsert
 
 KNOWN_FOR = timedelta(days=KNOWN_FOR_DAYS)
 
@@ -30,7 +30,6 @@ class KnownDevice(db.Model):
 
 
 _KNOWN = KnownDevice.__table__
-_UPSERTS = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}
 
 
 def known_since() -> datetime:
@@ -58,13 +57,13 @@ def remember(uses) -> None:
             latest[key] = max(used_at, latest.get(key, used_at))
     if not latest:
         return
-    upsert = _UPSERTS[db.session.get_bind().dialect.name](_KNOWN).values(
+    statement = upsert(_KNOWN).values(
         user_id=bindparam("u"), fingerprint=bindparam("f"), last_used_at=bindparam("t"))
-    upsert = upsert.on_conflict_do_update(index_elements=[_KNOWN.c.user_id, _KNOWN.c.fingerprint], set_={
-        "last_used_at": case((upsert.excluded.last_used_at > _KNOWN.c.last_used_at, upsert.excluded.last_used_at),
+    statement = statement.on_conflict_do_update(index_elements=[_KNOWN.c.user_id, _KNOWN.c.fingerprint], set_={
+        "last_used_at": case((statement.excluded.last_used_at > _KNOWN.c.last_used_at, statement.excluded.last_used_at),
                              else_=_KNOWN.c.last_used_at)})
     # In key order: two transactions that remember the same devices lock their rows in one order.
-    db.session.execute(upsert, [{"u": u, "f": f, "t": t} for (u, f), t in sorted(latest.items())])
+    db.session.execute(statement, [{"u": u, "f": f, "t": t} for (u, f), t in sorted(latest.items())])
 
 
 def purge_stale(limit: int | None) -> int:

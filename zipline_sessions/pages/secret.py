@@ -2,11 +2,11 @@
 made at random once and kept in the database, so that every worker, host and restart agrees."""
 
 from sqlalchemy import String, select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Mapped, mapped_column
 
 from zipline_sessions.security import credentials
 from zipline_sessions.storage.database import db, write_transaction
+from zipline_sessions.storage.upsert import upsert
 
 KEY_NAME = "pages"
 
@@ -21,7 +21,6 @@ class ServiceSecret(db.Model):
 
 
 _SECRETS = ServiceSecret.__table__
-_INSERTS = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}
 
 
 def stored_key() -> str:
@@ -31,7 +30,7 @@ def stored_key() -> str:
     if found is not None:
         return found
     with write_transaction():
-        insert = _INSERTS[db.session.get_bind().dialect.name](_SECRETS)
+        insert = upsert(_SECRETS)
         db.session.execute(insert.values(name=KEY_NAME, value=credentials.new_token())
                            .on_conflict_do_nothing(index_elements=[_SECRETS.c.name]))
     return db.session.execute(select(_SECRETS.c.value).where(_SECRETS.c.name == KEY_NAME)).scalar_one()

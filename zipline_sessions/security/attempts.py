@@ -4,11 +4,11 @@ marks, rows that only keep a time (the spacing of one user's token resets)."""
 from datetime import datetime, timedelta
 
 from sqlalchemy import Index, String, case, delete, select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Mapped, mapped_column
 
 from zipline_sessions.storage.clock import utcnow
 from zipline_sessions.storage.database import db
+from zipline_sessions.storage.upsert import upsert
 
 
 class LoginAttempt(db.Model):
@@ -21,7 +21,6 @@ class LoginAttempt(db.Model):
     attempts: Mapped[int]
     resets_at: Mapped[datetime]  # the window's end; at or after it the row is stale
 _ATTEMPTS = LoginAttempt.__table__
-_UPSERTS = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}
 
 
 def count_login_attempt(key: str, allowed: int, window: timedelta) -> datetime | None:
@@ -35,7 +34,7 @@ def count_login_attempt(key: str, allowed: int, window: timedelta) -> datetime |
     now = utcnow()
     over = _ATTEMPTS.c.resets_at <= now
     statement = (
-        _UPSERTS[db.session.get_bind().dialect.name](_ATTEMPTS)
+        upsert(_ATTEMPTS)
         .values(key=key, attempts=1, resets_at=now + window)
         .on_conflict_do_update(index_elements=[_ATTEMPTS.c.key], set_={
             "attempts": case((over, 1), (_ATTEMPTS.c.attempts > allowed, _ATTEMPTS.c.attempts),
@@ -75,7 +74,7 @@ def read_mark(key: str) -> datetime | None:
 
 def set_mark(key: str, until: datetime) -> None:
     """Inside a write transaction: keep `until` under `key` (purged once it has passed)."""
-    statement = (_UPSERTS[db.session.get_bind().dialect.name](_ATTEMPTS)
+    statement = (upsert(_ATTEMPTS)
                  .values(key=key, attempts=0, resets_at=until)
                  .on_conflict_do_update(index_elements=[_ATTEMPTS.c.key], set_={"attempts": 0, "resets_at": until}))
     db.session.execute(statement)
