@@ -2,6 +2,8 @@
 SESSIONS_ACTIVITY_FLUSH_SECONDS, flushes on a graceful stop, and a SIGKILL loses at most the
 uses of the last interval, never a session or a revocation."""
 
+import os
+import threading
 import time
 
 import pytest
@@ -12,6 +14,7 @@ from sqlalchemy import create_engine, select
 import models
 from zipline_sessions.activity import last_seen
 from zipline_sessions.fixture import seed_file, seeding
+from zipline_sessions.security import credentials
 from zipline_sessions.storage import clock
 
 SESSIONS = "/api/user/sessions"
@@ -63,6 +66,21 @@ def test_uses_wait_in_the_buffer_one_per_session_and_never_revive_a_revoked_sess
 
 
 @sqlite_only
+def test_the_batch_writer_runs_below_the_request_threads(batched):
+    """A batch shares the worker's CPU with requests: its thread runs at the hashing threads'
+    lower priority, so it does not lengthen the answers it overlaps."""
+    flusher = batched.extensions["activity"].flusher
+    own = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    lower = min(19, own + credentials.HASH_THREAD_NICENESS)
+    deadline = time.monotonic() + 5  # the thread lowers itself as it starts
+    niceness = own
+    while niceness != lower and time.monotonic() < deadline:
+        time.sleep(0.01)
+        if flusher.native_id is not None:
+            niceness = os.getpriority(os.PRIO_PROCESS, flusher.native_id)
+    assert niceness == lower
+
+
 def test_a_busy_database_keeps_the_batch_for_the_next_flush(batched, database_url):
     get(batched.test_client(use_cookies=False), ALICE, "203.0.113.9")
     seen = batched.extensions["activity"]

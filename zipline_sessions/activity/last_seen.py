@@ -24,6 +24,7 @@ from flask import Flask, after_this_request, current_app, request
 from sqlalchemy import bindparam, or_, update
 
 import models
+from zipline_sessions.security.credentials import lower_thread_priority
 from zipline_sessions.storage import clock
 from zipline_sessions.storage.database import ACTIVITY_CONNECTION_SETUP, db
 from zipline_sessions.storage.reader import Reader
@@ -122,6 +123,9 @@ class Flusher(threading.Thread):
         self.stopping = threading.Event()
 
     def run(self) -> None:
+        # Below the request threads, as the hashing threads are: a batch shares the worker's CPU
+        # with requests, and would otherwise add its length to the answers it overlaps.
+        lower_thread_priority()
         while not self.stopping.wait(self.activity.flush_every):
             self._flush()
         self._flush()

@@ -76,7 +76,7 @@ def set_hash_concurrency(threads: int, queue: int | None = None, wait: float | N
             return
         previous = _hashing
         _hashing = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="password-hash",
-                                      initializer=_lower_priority)
+                                      initializer=lower_thread_priority)
         _hashing_threads = threads
     if previous is not None:
         previous.shutdown(wait=False)
@@ -95,7 +95,10 @@ def _fresh_pool_after_fork() -> None:
 os.register_at_fork(after_in_child=_fresh_pool_after_fork)
 
 
-def _lower_priority() -> None:
+def lower_thread_priority() -> None:
+    """Run the calling thread HASH_THREAD_NICENESS nice levels below the request threads (the
+    hashing threads, and the activity writer's: background work that must not take the CPU from
+    requests). Linux only; elsewhere, or when not allowed, nothing changes."""
     try:
         thread = threading.get_native_id()
         nice = os.getpriority(os.PRIO_PROCESS, thread)
