@@ -65,7 +65,6 @@ def test_uses_wait_in_the_buffer_one_per_session_and_never_revive_a_revoked_sess
     assert "sess_def456" not in stored  # its use was buffered; the revocation stands
 
 
-@sqlite_only
 def test_the_batch_writer_runs_below_the_request_threads(batched):
     """A batch shares the worker's CPU with requests: its thread runs at the hashing threads'
     lower priority, so it does not lengthen the answers it overlaps."""
@@ -81,6 +80,7 @@ def test_the_batch_writer_runs_below_the_request_threads(batched):
     assert niceness == lower
 
 
+@sqlite_only
 def test_a_busy_database_keeps_the_batch_for_the_next_flush(batched, database_url):
     get(batched.test_client(use_cookies=False), ALICE, "203.0.113.9")
     seen = batched.extensions["activity"]
