@@ -17,6 +17,9 @@ from zipline_sessions.storage.database import db
 POSTGRES_SERVER = os.environ.get("SESSIONS_TEST_POSTGRES_URL")
 BACKEND = "postgresql" if POSTGRES_SERVER else "sqlite"
 sqlite_only = pytest.mark.skipif(BACKEND != "sqlite", reason="SQLite only (its file, pragmas or query planner)")
+# For a test that uses no database of the suite's (a PostgreSQL of its own, or none): the SQLite
+# pass runs it, the PostgreSQL pass would only run it again.
+run_once = pytest.mark.skipif(BACKEND != "sqlite", reason="uses no database of the suite's: run in the SQLite pass")
 
 WINDOWS_CHROME = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) Chrome/122.0.0.0"
 IPHONE_SAFARI = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) Safari/604.1"

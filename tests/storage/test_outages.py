@@ -8,6 +8,7 @@ import threading
 import time
 
 import pytest
+from conftest import run_once
 from live_server import LiveServer
 from own_servers import OwnPostgres, OwnRedis, postgres_bin
 
@@ -109,6 +110,7 @@ def report(name: str, load: Load, down_at: float, up_at: float) -> None:
           f"{len(after)} failed after it answered again, the last ending {recovered:.2f} s after")
 
 
+@run_once
 @pytest.mark.skipif(postgres_bin("initdb") is None, reason="no PostgreSQL installation (initdb) on this machine")
 def test_a_postgresql_restart_under_load(tmp_path):
     postgres = OwnPostgres().start()

@@ -11,7 +11,7 @@ import threading
 import time
 
 import pytest
-from conftest import BACKEND, SEED, assert_error, cookie, sqlite_only
+from conftest import BACKEND, SEED, assert_error, cookie, run_once, sqlite_only
 from live_server import ROOT, LiveServer, free_port
 from own_servers import OwnPostgres, postgres_bin
 
@@ -73,6 +73,7 @@ class SilentProxy:
             held.close()
 
 
+@run_once
 def test_a_database_that_accepts_and_never_answers_stops_the_start_with_one_line(tmp_path):
     silent = SilentProxy(None)
     env = {**os.environ, "SESSIONS_DATABASE_URL": f"postgresql+psycopg://nobody@127.0.0.1:{silent.port}/db",
@@ -92,6 +93,7 @@ def test_a_database_that_accepts_and_never_answers_stops_the_start_with_one_line
     print(f"\nrefused to start after {took:.1f} s (connect timeout 3 s)")
 
 
+@run_once
 @pytest.mark.skipif(postgres_bin("initdb") is None, reason="no PostgreSQL installation (initdb) on this machine")
 def test_a_database_that_goes_silent_after_the_start_gets_503_within_the_bound(tmp_path):
     postgres = OwnPostgres().start()
