@@ -1,6 +1,7 @@
 """The database's own INSERT, the one with ON CONFLICT clauses (SQLite's and PostgreSQL's are
 different constructs in SQLAlchemy). The dialect's module is imported on first use: on SQLite a
-start never imports PostgreSQL's (about a tenth of the service's import time)."""
+start never imports PostgreSQL's (a few percent of the service's import time: `python -X importtime`
+counted about 37 ms of its 1.3 s)."""
 
 from importlib import import_module
 
