@@ -20,6 +20,8 @@ from granian.constants import HTTPModes, Interfaces
 from granian.http import HTTP1Settings
 from granian.log import LogLevels
 
+from zipline_sessions.fixture import ready_probe
+
 ROOT = Path(__file__).resolve().parent
 
 # Address, time, method, path (Granian's path never holds the query string), protocol, status,
@@ -88,7 +90,7 @@ def reserve_port(host: str, port: int) -> tuple[int, socket.socket | None]:
     return holder.getsockname()[1], holder
 
 
-def announce_when_ready(base_url: str, host: str, port: int, ready_file: str | None) -> None:
+def announce_when_ready(base_url: str, host: str, port: int, ready_file: str | None, probe: str) -> None:
     """Once the service answers, say where (stderr, and `ready_file` when set), once.
 
     A daemon thread of the master: it only connects and reads, then writes the file atomically.
@@ -96,12 +98,19 @@ def announce_when_ready(base_url: str, host: str, port: int, ready_file: str | N
     thread at a fork is never importable in that worker. Connecting encodes the host with the
     `idna` codec, which Python imports on first use: serve.py imports it first (a worker forked
     mid-import answered every request 500 with "unknown encoding: idna").
+
+    Each probe is sent once per connection and waits for its answer however long a worker takes
+    to start: a probe given up on would still be served later, in the middle of the first test.
+    It carries `probe` (fixture/ready_probe.py), so test control neither journals it nor applies
+    a fault to it.
     """
     def wait_then_announce():
-        request = f"GET /api/health HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode()
+        request = (f"GET /api/health HTTP/1.1\r\nHost: {host}\r\n{ready_probe.HEADER}: {probe}\r\n"
+                   "Connection: close\r\n\r\n").encode()
         while True:
             try:
                 with socket.create_connection((host, port), timeout=2) as connection:
+                    connection.settimeout(None)
                     connection.sendall(request)
                     if connection.recv(12).startswith(b"HTTP/1.1"):
                         break
@@ -139,7 +148,7 @@ def main() -> int:
     host = host.strip("[]")
     port, holder = reserve_port(host, int(port))
     base_url = f"http://{f'[{host}]' if ':' in host else host}:{port}"
-    announce_when_ready(base_url, host, port, app.config["READY_FILE"])
+    announce_when_ready(base_url, host, port, app.config["READY_FILE"], ready_probe.new_probe(app))
     if app.config["PARENT_PID"] is not None:
         from zipline_sessions.fixture.parent_watch import watch_parent
 
