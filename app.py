@@ -136,9 +136,10 @@ def build_app(config: dict | None) -> Flask:
     app.config["SQLALCHEMY_ENGINE_OPTIONS"] = engine_options(app.config)
     init_location(app)  # the GeoIP file, if any: a bad one stops the start before the database is opened
     db.init_app(app)
-    if not app.config["TEST_CONTROL"]:
-        # ua-parser compiles its matchers on first use; not during someone's login. With test
-        # control, a fast start comes first: a seed file at start builds them before the fork.
+    if not app.config["TEST_CONTROL"] or app.config["SEED_FILE"]:
+        # ua-parser is imported and compiles its matchers on first use; not during someone's
+        # login, nor during a worker's first reset to the seed file. With test control and no
+        # seed file, a fast start comes first: the first login brings them in.
         warm_up()
     credentials.set_hash_concurrency(app.config["HASH_CONCURRENCY"], app.config["HASH_QUEUE"],
                                      app.config["HASH_QUEUE_WAIT"])

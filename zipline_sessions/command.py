@@ -9,23 +9,14 @@ editable install) the folder is the checkout itself.
 import sys
 from pathlib import Path
 
-import click
-from flask.cli import FlaskGroup
-
 PACKAGED = Path(__file__).resolve().parent / "_entry"
+HELP = ("zipline-sessions: `serve` runs the service; the other commands act on its database. "
+        "All are configured by the SESSIONS_* environment variables (README, 'Configuration').")
 
 
 def entry_folder() -> Path:
     """Where app.py and migrations/ are: inside the installed distribution, else the checkout."""
     return PACKAGED if (PACKAGED / "app.py").is_file() else PACKAGED.parents[1]
-
-
-@click.command("serve")
-def serve_command():
-    """Run the service with Granian, configured by SESSIONS_* variables (as `python serve.py`)."""
-    import serve
-
-    sys.exit(serve.main())
 
 
 def _create_app():
@@ -34,14 +25,22 @@ def _create_app():
     return create_app()
 
 
-commands = FlaskGroup(
-    name="zipline-sessions",
-    create_app=_create_app,
-    load_dotenv=False,
-    help="zipline-sessions: `serve` runs the service; the other commands act on its database. "
-         "All are configured by the SESSIONS_* environment variables (README, 'Configuration').",
-)
-commands.add_command(serve_command)
+def commands():
+    """The click group: `serve` and the app's flask commands (built only when one is asked for,
+    so that `serve` starts without importing click or Flask's CLI before serve.py's first line)."""
+    import click
+    from flask.cli import FlaskGroup
+
+    @click.command("serve")
+    def serve_command():
+        """Run the service with Granian, configured by SESSIONS_* variables (as `python serve.py`)."""
+        import serve
+
+        sys.exit(serve.main())
+
+    group = FlaskGroup(name="zipline-sessions", create_app=_create_app, load_dotenv=False, help=HELP)
+    group.add_command(serve_command)
+    return group
 
 
 def main() -> None:
@@ -53,4 +52,4 @@ def main() -> None:
         import serve
 
         sys.exit(serve.main())
-    commands.main(prog_name="zipline-sessions")
+    commands().main(prog_name="zipline-sessions")

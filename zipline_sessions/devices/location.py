@@ -2,14 +2,13 @@
 
 SESSIONS_GEOIP_DATABASE names the file; it is opened once at start (a missing or unreadable file
 stops the start) and read through maxminddb's memory map, shared by the forked workers. A
-lookup is made only when an address is recorded (a login, an activity write), never per request.
+lookup is made only when an address is recorded (a login, an activity write), never per request. maxminddb is imported only when a file is named.
 """
 
 import ipaddress
 import os
 from collections.abc import Callable
 
-import maxminddb
 from flask import Flask
 
 from zipline_sessions.config.checks import ConfigError
@@ -25,6 +24,8 @@ def open_locator(path: str | None) -> Locator:
     not in the file); with no file, one that always answers None."""
     if not path:
         return _nowhere
+    import maxminddb
+
     if os.path.isdir(path):
         raise ConfigError(f"SESSIONS_GEOIP_DATABASE is a folder, not a MaxMind database file: {path}")
     try:

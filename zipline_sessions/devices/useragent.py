@@ -1,8 +1,10 @@
-"""User-Agent header -> the stored ua, client and device of a session."""
+"""User-Agent header -> the stored ua, client and device of a session.
+
+ua-parser (with PyYAML, which it imports) is imported on first use: under test control the
+service starts without it, and a start with a seed file, or the first login, brings it in.
+"""
 
 from functools import lru_cache
-
-import ua_parser
 
 MAX_UA_LENGTH = 1024
 UNKNOWN = "Unknown"
@@ -30,6 +32,8 @@ def clean_ua(header: str | None) -> str:
 @lru_cache(maxsize=4096)
 def describe(ua: str) -> tuple[str, str]:
     """The (client, device) of a cleaned ua; unknown parts are "Unknown"."""
+    import ua_parser
+
     result = ua_parser.parse(ua)
     agent, os, device = result.user_agent, result.os, result.device
     client = agent.family if agent and agent.family != "Other" else UNKNOWN
@@ -58,5 +62,7 @@ def _device_kind(ua: str, client: str, os_family: str, device) -> str:
 
 
 def warm_up() -> None:
-    """Build ua-parser's matchers now (a few hundred ms) rather than on the first login."""
+    """Import ua-parser and build its matchers now rather than on the first login."""
+    import ua_parser
+
     ua_parser.parse("Mozilla/5.0")
