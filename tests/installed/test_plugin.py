@@ -29,14 +29,39 @@ def test_the_examples_pass_as_the_plugins_own_tests(client_pytest):
     assert "11 passed" in result.stdout
 
 
-def test_under_xdist_each_worker_has_its_own_one_worker_service(client_pytest, project):
+def test_under_xdist_each_worker_has_its_own_one_worker_service(client_pytest, project, tmp_path):
+    """The controller launches each worker's service as the run begins; each worker uses its own,
+    and none is left running, nor its folder, when pytest ends."""
+    record = tmp_path / "services.txt"
     (project / "pytest" / "test_workers.py").write_text(
+        "import os\n"
         "def test_one_worker(zipline_sessions):\n"
         "    assert zipline_sessions.env['SESSIONS_WORKERS'] == '1'\n"
-        "    print('URL', zipline_sessions.url)\n")
-    result = client_pytest("-q", "-n", "2", "-s", "--zipline-sessions-workers", "3")
+        "    with open(os.environ['RECORD'], 'a') as out:\n"
+        "        out.write(f\"{os.environ['PYTEST_XDIST_WORKER']} {zipline_sessions.url} {zipline_sessions.work}\\n\")\n"
+        "def test_another(zipline_sessions):\n"
+        "    test_one_worker(zipline_sessions)\n")
+    result = client_pytest("-q", "-n", "2", "--zipline-sessions-workers", "3", env={"RECORD": str(record)})
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "12 passed" in result.stdout
+    assert "13 passed" in result.stdout
+    services = {tuple(line.split()[1:]) for line in record.read_text().splitlines()}
+    workers = {line.split()[0] for line in record.read_text().splitlines()}
+    assert len(services) == len(workers), services  # one service per worker
+    for _url, folder in services:
+        assert not Path(folder).exists()
+        assert not _processes_naming(folder), "a service outlived pytest"
+
+
+def _processes_naming(text: str) -> list[int]:
+    """The processes whose environment mentions `text` (a service's folder is in its settings)."""
+    found = []
+    for environ in Path("/proc").glob("[0-9]*/environ"):
+        try:
+            if text.encode() in environ.read_bytes():
+                found.append(int(environ.parent.name))
+        except OSError:
+            continue
+    return found
 
 
 def test_a_failing_test_carries_the_services_log_of_that_test(client_pytest, project):
@@ -73,9 +98,10 @@ def test_a_bad_option_stops_the_run_in_one_line(client_pytest, args, message):
     assert len(lines) == 1 and lines[0].startswith(message), result.stderr
 
 
-def test_a_seed_the_service_refuses_fails_each_test_in_one_line(client_pytest, project):
+@pytest.mark.parametrize("xdist", [[], ["-n", "2"]], ids=["serially", "under xdist"])
+def test_a_seed_the_service_refuses_fails_each_test_in_one_line(client_pytest, project, xdist):
     (project / "bad-seed.json").write_text(json.dumps({"users": [{"username": "ok"}, {"username": "ok"}]}))
-    result = client_pytest("-q", "--zipline-sessions-seed", "../bad-seed.json", "-k", "seed_is_there")
+    result = client_pytest("-q", "--zipline-sessions-seed", "../bad-seed.json", "-k", "seed_is_there", *xdist)
     assert result.returncode == 1
     assert ("zipline-sessions did not start (exit status 2): zipline-sessions: SESSIONS_SEED_FILE refused, nothing "
             "stored: users[1].username: 'ok' repeats users[0].username") in result.stdout

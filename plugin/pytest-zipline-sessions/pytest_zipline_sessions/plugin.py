@@ -6,11 +6,18 @@ Fixtures:
   zipline_login            a factory: zipline_login(username, password) -> a logged-in requests.Session
 Marker:
   @pytest.mark.zipline_sessions_seed(path_or_dict)  this test starts from that seed instead
+
+Under pytest-xdist each worker has a service of its own, with one worker. The controller launches
+them as the run begins (pytest_configure), so they start while the workers boot (about as long:
+a fraction of a second each), and each worker finds its own ready; the controller stops them
+when the run ends. A problem there is left to the worker, which
+then starts its own service and reports what went wrong, in one line, to the tests that use it.
 """
 
 import os
 import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -48,6 +55,63 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "zipline_sessions_seed(seed): start this test from `seed` (a path or a "
                                        "dict) instead of the configured seed")
     config.stash[_settings_key] = _settings(config)
+    local_workers = [spec for spec in (config.getoption("tx", None) or []) if spec == "popen"]
+    is_controller = not hasattr(config, "workerinput") and config.getoption("dist", "no") != "no"
+    if is_controller and local_workers and config.pluginmanager.hasplugin("xdist"):
+        config.pluginmanager.register(WorkersServices(config, len(local_workers)), "zipline-sessions-workers")
+
+
+class WorkersServices:
+    """In the xdist controller: a service for each worker, launched as the run begins (xdist names
+    its local workers gw0, gw1, ...), or as a worker with another name is set up."""
+
+    WORKERINPUT_KEY = "zipline_sessions_folder"
+
+    def __init__(self, config, count: int):
+        self.settings = config.stash[_settings_key]
+        self.services: dict[str, ZiplineSessions] = {}
+        for index in range(count):
+            self._launch(f"gw{index}")
+
+    def _launch(self, worker: str) -> None:
+        settings = self.settings
+        try:
+            service = ZiplineSessions(find_command(settings["command"]),
+                                      Path(tempfile.mkdtemp(prefix=f"zipline-sessions-{worker}-")),
+                                      port=_worker_port(settings["port"], worker), workers=1, seed=settings["seed"],
+                                      error_profile=settings["error_profile"])
+            service.launch_for_another_process()
+        except StartError:
+            return  # the worker starts its own and reports the problem to the tests that use it
+        self.services[worker] = service
+
+    def pytest_configure_node(self, node):
+        worker = node.gateway.id
+        if worker not in self.services:
+            self._launch(worker)
+        if worker in self.services:
+            node.workerinput[self.WORKERINPUT_KEY] = str(self.services[worker].work)
+
+    def pytest_testnodedown(self, node, error):
+        """A worker is done: its service is sent SIGTERM now (its end is awaited at the end of the
+        run, so the workers' services stop together)."""
+        service = self.services.get(node.gateway.id)
+        if service is not None:
+            service.begin_stop()
+
+    def pytest_unconfigure(self, config):
+        for service in self.services.values():
+            service.begin_stop()
+        for service in self.services.values():
+            service.stop()
+            shutil.rmtree(service.work, ignore_errors=True)
+        self.services.clear()
+
+
+def _worker_port(port: int, worker: str) -> int:
+    """The port option, plus the xdist worker's number (gw3: 3) when one is set."""
+    index = int(worker[2:]) if worker.startswith("gw") and worker[2:].isdigit() else 0
+    return port + index if port and worker else port
 
 
 def _setting(config, name: str) -> str:
@@ -80,10 +144,9 @@ def _settings(config) -> dict:
     if raw["command"] and shutil.which(raw["command"]) is None:
         raise pytest.UsageError(f"zipline-sessions: the command {raw['command']!r} is not an executable file")
     worker = os.environ.get("PYTEST_XDIST_WORKER", "")
-    index = int(worker[2:]) if worker.startswith("gw") and worker[2:].isdigit() else 0
-    port = int(raw["port"])
-    return {"command": raw["command"], "port": port + index if port and worker else port,
-            "workers": 1 if worker else int(raw["workers"]), "seed": seed,
+    return {"command": raw["command"], "port": int(raw["port"]),
+            "workers": 1 if worker or getattr(config.option, "numprocesses", None) else int(raw["workers"]),
+            "seed": seed,
             "error_profile": raw["error_profile"] or None, "scope": raw["scope"]}
 
 
@@ -113,12 +176,22 @@ def find_command(configured: str) -> str:
 def zipline_sessions_server(request, tmp_path_factory):
     """The service of this test session (of this xdist worker), as started; stopped at the end."""
     settings = request.config.stash[_settings_key]
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    launched = getattr(request.config, "workerinput", {}).get(WorkersServices.WORKERINPUT_KEY)
     try:
-        service = ZiplineSessions(find_command(settings["command"]), tmp_path_factory.mktemp("zipline-sessions"),
-                                  port=settings["port"], workers=settings["workers"], seed=settings["seed"],
-                                  error_profile=settings["error_profile"])
+        if launched:  # by the xdist controller, which stops it
+            service = ZiplineSessions(find_command(settings["command"]), Path(launched), seed=settings["seed"],
+                                      port=_worker_port(settings["port"], worker), workers=1,
+                                      error_profile=settings["error_profile"], parent_pid=os.getppid())
+        else:
+            service = ZiplineSessions(find_command(settings["command"]), tmp_path_factory.mktemp("zipline-sessions"),
+                                      port=_worker_port(settings["port"], worker), workers=settings["workers"],
+                                      seed=settings["seed"], error_profile=settings["error_profile"])
         request.config.stash[_service_key] = service
-        service.start()
+        if launched:
+            service.wait_until_ready()
+        else:
+            service.start()
     except StartError as error:
         problem = str(error)
     else:

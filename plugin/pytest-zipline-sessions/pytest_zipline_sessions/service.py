@@ -4,11 +4,13 @@ import json
 import os
 import signal
 import subprocess
+import threading
 import time
 from pathlib import Path
-from urllib.parse import urljoin
+from typing import TYPE_CHECKING
 
-import requests
+if TYPE_CHECKING:
+    from pytest_zipline_sessions.clients import ServiceSession
 
 START_SECONDS = 60  # a start slower than this is a failure (a normal one takes well under a second)
 STOP_SECONDS = 30
@@ -18,27 +20,16 @@ class StartError(Exception):
     """The service could not be started; the message is one line, for the test report."""
 
 
-class ServiceSession(requests.Session):
-    """A requests.Session whose relative URLs ("/api/user/sessions") go to the service."""
-
-    def __init__(self, base_url: str):
-        super().__init__()
-        self.base_url = base_url
-
-    def request(self, method, url, *args, **kwargs):
-        kwargs.setdefault("timeout", 30)
-        return super().request(method, urljoin(self.base_url, url), *args, **kwargs)
-
-
 class ZiplineSessions:
     """The service of this test session: its `url`, test control (reset, clock, faults, journal),
     and its log."""
 
     def __init__(self, command: str, work: Path, port: int = 0, workers: int = 1, seed: Path | None = None,
-                 error_profile: str | None = None, environ: dict | None = None):
+                 error_profile: str | None = None, environ: dict | None = None, parent_pid: int | None = None):
         self.command, self.work, self.seed_file = command, work, seed
         self.log_path = work / "zipline-sessions.log"
         self.ready_file = work / "ready"
+        self.failed_file = work / "failed"  # the StartError of a service another process launched
         inherited = dict(os.environ if environ is None else environ)
         self.env = {
             "SESSIONS_LOGIN_RATE_LIMIT": "off",  # many logins per test; the user's setting wins
@@ -48,50 +39,84 @@ class ZiplineSessions:
             "SESSIONS_TEST_CONTROL": "true",
             "SESSIONS_DATABASE_URL": f"sqlite:///{work / 'sessions.db'}",
             "SESSIONS_WORKERS": str(workers),
-            "SESSIONS_PARENT_PID": str(os.getpid()),  # it stops when this test run is gone, even SIGKILLed
+            # It stops when this test run is gone, even SIGKILLed.
+            "SESSIONS_PARENT_PID": str(os.getpid() if parent_pid is None else parent_pid),
         }
         if seed is not None:
             self.env["SESSIONS_SEED_FILE"] = str(seed)
         if error_profile:
             self.env["SESSIONS_ERROR_PROFILE"] = error_profile
-        self.process: subprocess.Popen | None = None
+        self.process: subprocess.Popen | None = None  # None in a process that did not launch it
         self.url = ""
         self._seed_document = json.loads(seed.read_text()) if seed is not None else None
-        self._http = requests.Session()
+        self._http = None  # a requests.Session for test control, made on first use
 
     # ---- the process
 
     def start(self) -> "ZiplineSessions":
         """Start `zipline-sessions serve` in a process group of its own; wait until it answers."""
-        self.ready_file.unlink(missing_ok=True)
+        self.launch()
+        return self.wait_until_ready()
+
+    def launch(self) -> None:
+        """Start `zipline-sessions serve` in a process group of its own, without waiting."""
+        for leftover in (self.ready_file, self.failed_file):
+            leftover.unlink(missing_ok=True)
         with open(self.log_path, "ab") as log:
             try:
                 self.process = subprocess.Popen([self.command, "serve"], env=self.env, stdin=subprocess.DEVNULL,
                                                 stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
             except OSError as error:
                 raise StartError(f"zipline-sessions: cannot run {self.command!r}: {error.strerror}") from None
+
+    def launch_for_another_process(self) -> None:
+        """Launch, and watch the start in a thread: a failed start is written to `failed_file`,
+        where the process that uses the service (an xdist worker) reads it."""
+        self.launch()
+
+        def watch():
+            try:
+                self.wait_until_ready()
+            except StartError as error:
+                partial = self.failed_file.with_suffix(".partial")
+                partial.write_text(str(error))
+                partial.replace(self.failed_file)
+
+        threading.Thread(target=watch, name="zipline-sessions-start", daemon=True).start()
+
+    def wait_until_ready(self) -> "ZiplineSessions":
+        """Wait until the service answers (its ready file holds its URL); StartError if it exits
+        first, fails to start (`failed_file`) or takes longer than START_SECONDS."""
         deadline = time.monotonic() + START_SECONDS
         while not (self.ready_file.exists() and self.ready_file.read_text().endswith("\n")):
-            if self.process.poll() is not None:
+            if self.process is not None and self.process.poll() is not None:
                 raise StartError(f"zipline-sessions did not start (exit status {self.process.returncode}): "
                                  f"{self._last_words()}")
+            if self.failed_file.exists():
+                raise StartError(self.failed_file.read_text())
             if time.monotonic() > deadline:
                 self.stop()
                 raise StartError(f"zipline-sessions did not answer within {START_SECONDS} s: {self._last_words()}")
-            time.sleep(0.01)
+            time.sleep(0.005)
         self.url = self.ready_file.read_text().strip()
         return self
 
     def stop(self) -> None:
-        """SIGTERM to its process group (a graceful stop), SIGKILL if it is not over in time."""
+        """SIGTERM to its process group (a graceful stop), SIGKILL if it is not over in time; only
+        in the process that launched it."""
         if self.process is None or self.process.poll() is not None:
             return
-        _signal_group(self.process.pid, signal.SIGTERM)
+        self.begin_stop()
         try:
             self.process.wait(timeout=STOP_SECONDS)
         except subprocess.TimeoutExpired:
             _signal_group(self.process.pid, signal.SIGKILL)
             self.process.wait()
+
+    def begin_stop(self) -> None:
+        """SIGTERM to its process group, without waiting (stop() then waits)."""
+        if self.process is not None and self.process.poll() is None:
+            _signal_group(self.process.pid, signal.SIGTERM)
 
     def log(self, since: int = 0) -> str:
         """The service's log (its stdout and stderr), from byte `since` on."""
@@ -109,13 +134,15 @@ class ZiplineSessions:
 
     # ---- clients
 
-    def session(self, **headers) -> ServiceSession:
+    def session(self, **headers) -> "ServiceSession":
         """A requests.Session on the service (relative URLs), with these headers on every request."""
+        from pytest_zipline_sessions.clients import ServiceSession
+
         client = ServiceSession(self.url)
         client.headers.update(headers)
         return client
 
-    def login(self, username: str, password: str, user_agent: str | None = None) -> ServiceSession:
+    def login(self, username: str, password: str, user_agent: str | None = None) -> "ServiceSession":
         """Log `username` in: a requests.Session holding the session cookie."""
         client = self.session(**({"User-Agent": user_agent} if user_agent else {}))
         answer = client.post("/api/auth/login", json={"username": username, "password": password})
@@ -165,6 +192,10 @@ class ZiplineSessions:
 
     def control(self, method: str, path: str, body=None):
         """A /__test__/ call that must succeed: its JSON answer."""
+        if self._http is None:
+            import requests
+
+            self._http = requests.Session()
         answer = self._http.request(method, f"{self.url}/__test__{path}", timeout=30,
                                     **({"json": body} if body is not None else {}))
         if answer.status_code != 200:
