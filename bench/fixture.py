@@ -1,6 +1,6 @@
 """The fixture's times: start to first answer, a reset with a seed, and 40 tests serial against -n 2.
 
-python bench/fixture.py [--runs 11] [--resets 200] [--workers 1] [--tests 40] [--skip-pytest]
+python bench/fixture.py [--runs 11] [--resets 200] [--workers 1] [--tests 40] [--rounds 5] [--skip-pytest]
 
 Start: `python serve.py` (what `zipline-sessions serve` runs) on port 0 with test control, a ready
 file and a new SQLite database, timed from the spawn to the first 200 of GET /api/health, with
@@ -9,8 +9,8 @@ and without SESSIONS_SEED_FILE=examples/seed.json; also the CPU time the service
 Reset: POST /__test__/reset with examples/seed.json, timed at the client, on a service started
 with SESSIONS_SEED_FILE=examples/seed.json; every reset counts, each worker's first included.
 Pytest: --tests tests (log in, list, revoke one) with pytest-zipline-sessions, run serially and
-with pytest-xdist's -n 2 (each worker then has a service of its own, with one worker); the
-wall time of each whole run, pytest's start included.
+with pytest-xdist's -n 2 (each worker then has a service of its own, with one worker), --rounds
+times each, alternated; the wall time of each whole run, pytest's start included.
 """
 
 import argparse
@@ -128,7 +128,7 @@ def test_login_list_revoke(zipline_login, n):
 '''
 
 
-def bench_pytest(tests: int) -> None:
+def bench_pytest(tests: int, rounds: int) -> None:
     with tempfile.TemporaryDirectory() as work:
         project = Path(work)
         command = project / "zipline-sessions"  # the command, as installing would make it, on this checkout
@@ -142,15 +142,20 @@ def bench_pytest(tests: int) -> None:
         # would be imported again by each xdist worker).
         env = {**{k: v for k, v in os.environ.items() if not k.startswith("SESSIONS_")},
                "PYTHONPATH": str(PLUGIN), "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"}
-        for label, extra in (("serially", []), ("with -n 2", ["-n", "2"])):
-            began = time.perf_counter()
-            result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "xdist",
-                                     "-p", "pytest_zipline_sessions.plugin", *extra], check=False, cwd=project,
-                                    env=env, capture_output=True, text=True, timeout=900)
-            took = time.perf_counter() - began
-            assert result.returncode == 0, result.stdout + result.stderr
-            print(f"{tests} tests of login, list and revoke {label}: {took:.2f} s "
-                  f"(pytest: {result.stdout.strip().splitlines()[-1]})")
+        walls = {"serially": [], "with -n 2": []}
+        for _ in range(rounds):  # alternated, so that a machine's drift weighs on both alike
+            for label, extra in (("serially", []), ("with -n 2", ["-n", "2"])):
+                began = time.perf_counter()
+                result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "xdist",
+                                         "-p", "pytest_zipline_sessions.plugin", *extra], check=False, cwd=project,
+                                        env=env, capture_output=True, text=True, timeout=900)
+                walls[label].append(time.perf_counter() - began)
+                assert result.returncode == 0, result.stdout + result.stderr
+        for label, times in walls.items():
+            print(f"{tests} tests of login, list and revoke {label}: median {statistics.median(times):.2f} s over "
+                  f"{rounds} runs ({', '.join(f'{t:.2f}' for t in times)})")
+        pairs = [parallel < serial for serial, parallel in zip(walls["serially"], walls["with -n 2"])]
+        print(f"-n 2 faster than the serial run just before it in {sum(pairs)} of {rounds} rounds")
 
 
 def main() -> None:
@@ -159,12 +164,13 @@ def main() -> None:
     parser.add_argument("--resets", type=int, default=200)
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--tests", type=int, default=40)
+    parser.add_argument("--rounds", type=int, default=5, help="runs of the pytest suite, each way")
     parser.add_argument("--skip-pytest", action="store_true")
     args = parser.parse_args()
     bench_start(args.runs, args.workers)
     bench_reset(args.resets, args.workers)
     if not args.skip_pytest:
-        bench_pytest(args.tests)
+        bench_pytest(args.tests, args.rounds)
 
 
 if __name__ == "__main__":
