@@ -165,11 +165,44 @@ def main() -> int:
     try:
         # Granian calls the loader in each worker, after the fork: the worker's activity batches
         # start there, and are flushed when the worker stops.
-        build_server(app, host, port).serve(target_loader=lambda _target: last_seen.start_in_worker(app))
+        server = build_server(app, host, port)
+        relay_signals_through_a_thread(server)
+        server.serve(target_loader=lambda _target: last_seen.start_in_worker(app))
     finally:
         if holder is not None:
             holder.close()
     return 0
+
+
+def relay_signals_through_a_thread(server) -> None:
+    """Granian's master (2.8.7) takes SIGTERM, SIGINT and SIGHUP with a handler that sets a
+    threading.Event, and Python runs that handler on the main thread, which waits on that very
+    Event. If the main thread holds the Event's lock at that moment (a second signal landing
+    inside the first one's handler: Ctrl-C twice, a stop sent twice), the handler waits for itself
+    forever and the service never stops: 4 of 20 starts hung after two SIGTERMs sent to the master
+    at once. Here the master's handlers only note the signal and write a byte to a pipe; a thread
+    sets the Event. (A worker signalled twice at once can hang the same way inside Granian; the
+    master kills it after GRACEFUL_SECONDS, so a stop then takes that long.)
+
+    The thread runs while workers are forked from this process, so it imports nothing.
+    """
+    read_end, write_end = os.pipe()
+
+    def on_interrupt(*_args):
+        server.interrupt_signal = True
+        os.write(write_end, b"!")
+
+    def on_reload(*_args):
+        server.reload_signal = True
+        os.write(write_end, b"!")
+
+    def relay():
+        while os.read(read_end, 1):
+            server.main_loop_interrupt.set()
+
+    threading.Thread(target=relay, name="signal-relay", daemon=True).start()
+    server.signal_handler_interrupt = on_interrupt  # Granian installs them as it starts
+    server.signal_handler_reload = on_reload
 
 
 def _built_app():

@@ -208,6 +208,28 @@ def test_sigterm_lets_in_flight_requests_finish(tmp_path, database_url):
     assert "Shutting down" in server.log.read_text()
 
 
+def test_a_stop_signal_inside_another_never_waits_for_the_masters_own_lock(make_app):
+    """Granian's master sets a threading.Event from its signal handler, on the main thread that
+    waits on that Event; a second SIGTERM (Ctrl-C twice) landing while the first handler holds
+    the Event's lock deadlocked it, about 1 start in 5 under two back-to-back signals. Here the
+    handler is called as a nested signal would be: from the thread that holds that lock."""
+    import serve
+
+    server = serve.build_server(make_app(), "127.0.0.1", 0)
+    serve.relay_signals_through_a_thread(server)
+    lock = server.main_loop_interrupt._cond  # the lock Event.set() takes (CPython's threading.Event)
+    returned = threading.Event()
+
+    def nested_signal():
+        with lock:
+            server.signal_handler_interrupt(signal.SIGTERM, None)  # Granian's own would wait here forever
+            returned.set()
+
+    threading.Thread(target=nested_signal, daemon=True).start()
+    assert returned.wait(5), "the handler waited for a lock its own thread holds"
+    assert server.main_loop_interrupt.wait(5) and server.interrupt_signal  # the relay thread passed it on
+
+
 def test_a_crashed_worker_is_replaced(tmp_path, database_url):
     server = LiveServer(tmp_path, database_url, SEED, workers=2).start()
     try:

@@ -35,8 +35,10 @@ before(async () => {
 
 after(async () => {
   if (server?.exitCode === null) {
-    process.kill(-server.pid, "SIGTERM"); // its process group: the service and its workers
+    process.kill(server.pid, "SIGTERM"); // the service, which stops its workers
+    const killed = setTimeout(() => process.kill(-server.pid, "SIGKILL"), 30_000); // its whole group, if stuck
     await server.exited;
+    clearTimeout(killed);
   }
   rmSync(work, { recursive: true, force: true });
 });

@@ -47,6 +47,7 @@ class ZiplineSessions:
         if error_profile:
             self.env["SESSIONS_ERROR_PROFILE"] = error_profile
         self.process: subprocess.Popen | None = None  # None in a process that did not launch it
+        self._stopping = False
         self.url = ""
         self._seed_document = json.loads(seed.read_text()) if seed is not None else None
         self._http = None  # a requests.Session for test control, made on first use
@@ -62,6 +63,7 @@ class ZiplineSessions:
         """Start `zipline-sessions serve` in a process group of its own, without waiting."""
         for leftover in (self.ready_file, self.failed_file):
             leftover.unlink(missing_ok=True)
+        self._stopping = False
         with open(self.log_path, "ab") as log:
             try:
                 self.process = subprocess.Popen([self.command, "serve"], env=self.env, stdin=subprocess.DEVNULL,
@@ -102,8 +104,8 @@ class ZiplineSessions:
         return self
 
     def stop(self) -> None:
-        """SIGTERM to its process group (a graceful stop), SIGKILL if it is not over in time; only
-        in the process that launched it."""
+        """SIGTERM to the service (a graceful stop: it stops its workers), SIGKILL to its process
+        group if it is not over in time; only in the process that launched it."""
         if self.process is None or self.process.poll() is not None:
             return
         self.begin_stop()
@@ -114,9 +116,12 @@ class ZiplineSessions:
             self.process.wait()
 
     def begin_stop(self) -> None:
-        """SIGTERM to its process group, without waiting (stop() then waits)."""
-        if self.process is not None and self.process.poll() is None:
-            _signal_group(self.process.pid, signal.SIGTERM)
+        """SIGTERM to the service, once, without waiting (stop() then waits). Its master alone:
+        it passes the stop to its workers, and a worker signalled twice at once can hang inside
+        Granian until the master kills it (serve.py, relay_signals_through_a_thread)."""
+        if self.process is not None and self.process.poll() is None and not self._stopping:
+            self._stopping = True
+            self.process.send_signal(signal.SIGTERM)
 
     def log(self, since: int = 0) -> str:
         """The service's log (its stdout and stderr), from byte `since` on."""
