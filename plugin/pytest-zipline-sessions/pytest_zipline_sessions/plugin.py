@@ -10,8 +10,8 @@ Marker:
 Under pytest-xdist each worker has a service of its own, with one worker. The controller launches
 them as the run begins (pytest_configure), so they start while the workers boot (about as long:
 a fraction of a second each), and each worker finds its own ready; the controller stops them
-when the run ends. A problem there is left to the worker, which
-then starts its own service and reports what went wrong, in one line, to the tests that use it.
+when the run ends. A service that fails to start fails its worker's tests with one line; if the
+controller cannot even launch one (no command), the worker tries itself and says why.
 """
 
 import os
