@@ -180,29 +180,24 @@ def relay_signals_through_a_thread(server) -> None:
     Event. If the main thread holds the Event's lock at that moment (a second signal landing
     inside the first one's handler: Ctrl-C twice, a stop sent twice), the handler waits for itself
     forever and the service never stops: 4 of 20 starts hung after two SIGTERMs sent to the master
-    at once. Here the master's handlers only note the signal and write a byte to a pipe; a thread
-    sets the Event. (A worker signalled twice at once can hang the same way inside Granian; the
-    master kills it after GRACEFUL_SECONDS, so a stop then takes that long.)
+    at once. Here the master's handlers only write a byte to a pipe; a thread reads it and calls
+    Granian's own handler, so the Event is set off the main thread, one signal at a time. (A worker
+    signalled twice at once can hang the same way inside Granian; the master kills it after
+    GRACEFUL_SECONDS, so a stop then takes that long.)
 
     The thread runs while workers are forked from this process, so it imports nothing.
     """
     read_end, write_end = os.pipe()
-
-    def on_interrupt(*_args):
-        server.interrupt_signal = True
-        os.write(write_end, b"!")
-
-    def on_reload(*_args):
-        server.reload_signal = True
-        os.write(write_end, b"!")
+    handlers = {b"i": server.signal_handler_interrupt, b"r": server.signal_handler_reload}
 
     def relay():
-        while os.read(read_end, 1):
-            server.main_loop_interrupt.set()
+        while which := os.read(read_end, 1):
+            handlers[which]()
 
     threading.Thread(target=relay, name="signal-relay", daemon=True).start()
-    server.signal_handler_interrupt = on_interrupt  # Granian installs them as it starts
-    server.signal_handler_reload = on_reload
+    # Granian installs these as it starts, for SIGTERM and SIGINT, and SIGHUP.
+    server.signal_handler_interrupt = lambda *_args: os.write(write_end, b"i")
+    server.signal_handler_reload = lambda *_args: os.write(write_end, b"r")
 
 
 def _built_app():

@@ -41,12 +41,16 @@ def test_under_xdist_each_worker_has_its_own_one_worker_service(client_pytest, p
         "        out.write(f\"{os.environ['PYTEST_XDIST_WORKER']} {zipline_sessions.url} {zipline_sessions.work}\\n\")\n"
         "def test_another(zipline_sessions):\n"
         "    test_one_worker(zipline_sessions)\n")
-    result = client_pytest("-q", "-n", "2", "--zipline-sessions-workers", "3", env={"RECORD": str(record)})
+    # --dist each: every worker runs every test (the examples too), so both record their service.
+    result = client_pytest("-q", "-n", "2", "--dist", "each", "--zipline-sessions-workers", "3",
+                           env={"RECORD": str(record)})
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "13 passed" in result.stdout
-    services = {tuple(line.split()[1:]) for line in record.read_text().splitlines()}
-    workers = {line.split()[0] for line in record.read_text().splitlines()}
-    assert len(services) == len(workers), services  # one service per worker
+    assert "26 passed" in result.stdout
+    lines = [line.split() for line in record.read_text().splitlines()]
+    services = {(url, folder) for _worker, url, folder in lines}
+    by_worker = {worker: {(url, folder) for each, url, folder in lines if each == worker} for worker, _, _ in lines}
+    assert sorted(by_worker) == ["gw0", "gw1"] and all(len(seen) == 1 for seen in by_worker.values()), by_worker
+    assert len(services) == 2 and len({url for url, _folder in services}) == 2, services  # one service each
     for _url, folder in services:
         assert not Path(folder).exists()
         assert not _processes_naming(folder), "a service outlived pytest"

@@ -2,7 +2,8 @@
 
 SESSIONS_GEOIP_DATABASE names the file; it is opened once at start (a missing or unreadable file
 stops the start) and read through maxminddb's memory map, shared by the forked workers. A
-lookup is made only when an address is recorded (a login, an activity write), never per request. maxminddb is imported only when a file is named.
+lookup is made only when an address is recorded (a login, an activity write), never per request.
+maxminddb is imported only when a file is named.
 """
 
 import ipaddress

@@ -74,12 +74,8 @@ class WorkersServices:
             self._launch(f"gw{index}")
 
     def _launch(self, worker: str) -> None:
-        settings = self.settings
         try:
-            service = ZiplineSessions(find_command(settings["command"]),
-                                      Path(tempfile.mkdtemp(prefix=f"zipline-sessions-{worker}-")),
-                                      port=_worker_port(settings["port"], worker), workers=1, seed=settings["seed"],
-                                      error_profile=settings["error_profile"])
+            service = _new_service(self.settings, Path(tempfile.mkdtemp(prefix=f"zipline-sessions-{worker}-")), worker)
             service.launch_for_another_process()
         except StartError:
             return  # the worker starts its own and reports the problem to the tests that use it
@@ -108,10 +104,14 @@ class WorkersServices:
         self.services.clear()
 
 
-def _worker_port(port: int, worker: str) -> int:
-    """The port option, plus the xdist worker's number (gw3: 3) when one is set."""
+def _new_service(settings: dict, work: Path, worker: str, parent_pid: int | None = None) -> ZiplineSessions:
+    """The service the options describe, in `work`, for xdist worker `worker` ("" without xdist):
+    on the option's port plus the worker's number (gw3: 3), with one worker under xdist."""
     index = int(worker[2:]) if worker.startswith("gw") and worker[2:].isdigit() else 0
-    return port + index if port and worker else port
+    port = settings["port"] + index if settings["port"] and worker else settings["port"]
+    return ZiplineSessions(find_command(settings["command"]), work, port=port,
+                           workers=1 if worker else settings["workers"], seed=settings["seed"],
+                           error_profile=settings["error_profile"], parent_pid=parent_pid)
 
 
 def _setting(config, name: str) -> str:
@@ -143,10 +143,7 @@ def _settings(config) -> dict:
         _check_seed(seed)
     if raw["command"] and shutil.which(raw["command"]) is None:
         raise pytest.UsageError(f"zipline-sessions: the command {raw['command']!r} is not an executable file")
-    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
-    return {"command": raw["command"], "port": int(raw["port"]),
-            "workers": 1 if worker or getattr(config.option, "numprocesses", None) else int(raw["workers"]),
-            "seed": seed,
+    return {"command": raw["command"], "port": int(raw["port"]), "workers": int(raw["workers"]), "seed": seed,
             "error_profile": raw["error_profile"] or None, "scope": raw["scope"]}
 
 
@@ -179,14 +176,10 @@ def zipline_sessions_server(request, tmp_path_factory):
     worker = os.environ.get("PYTEST_XDIST_WORKER", "")
     launched = getattr(request.config, "workerinput", {}).get(WorkersServices.WORKERINPUT_KEY)
     try:
-        if launched:  # by the xdist controller, which stops it
-            service = ZiplineSessions(find_command(settings["command"]), Path(launched), seed=settings["seed"],
-                                      port=_worker_port(settings["port"], worker), workers=1,
-                                      error_profile=settings["error_profile"], parent_pid=os.getppid())
+        if launched:  # by the xdist controller (our parent), which stops it
+            service = _new_service(settings, Path(launched), worker, parent_pid=os.getppid())
         else:
-            service = ZiplineSessions(find_command(settings["command"]), tmp_path_factory.mktemp("zipline-sessions"),
-                                      port=_worker_port(settings["port"], worker), workers=settings["workers"],
-                                      seed=settings["seed"], error_profile=settings["error_profile"])
+            service = _new_service(settings, tmp_path_factory.mktemp("zipline-sessions"), worker)
         request.config.stash[_service_key] = service
         if launched:
             service.wait_until_ready()
