@@ -10,7 +10,8 @@ import sys
 from pathlib import Path
 
 PACKAGED = Path(__file__).resolve().parent / "_entry"
-HELP = ("zipline-sessions: `serve` runs the service; the other commands act on its database. "
+HELP = ("zipline-sessions: `serve` runs the service (`serve-each SPEC`: several, for the pytest plugin); the "
+        "other commands act on its database. "
         "All are configured by the SESSIONS_* environment variables (README, 'Configuration').")
 
 
@@ -52,4 +53,9 @@ def main() -> None:
         import serve
 
         sys.exit(serve.main())
+    if sys.argv[1:2] == ["serve-each"]:
+        # Several services from one start (the pytest plugin's, one per xdist worker): serve.py.
+        import serve
+
+        sys.exit(serve.serve_each(sys.argv[2:]))
     commands().main(prog_name="zipline-sessions")

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_zipline_sessions.service import StartError, ZiplineSessions
+from pytest_zipline_sessions.service import StartError, ZiplineSessions, launch_together, stop_together
 
 SCOPES = ("function", "module", "session")
 PROFILES = ("contract", "zipline-v4")
@@ -63,15 +63,24 @@ def pytest_configure(config):
 
 class WorkersServices:
     """In the xdist controller: a service for each worker, launched as the run begins (xdist names
-    its local workers gw0, gw1, ...), or as a worker with another name is set up."""
+    its local workers gw0, gw1, ...) from one `zipline-sessions serve-each`, which imports the app
+    once and forks them; or, for a worker with another name, launched apart as it is set up."""
 
     WORKERINPUT_KEY = "zipline_sessions_folder"
 
     def __init__(self, config, count: int):
         self.settings = config.stash[_settings_key]
         self.services: dict[str, ZiplineSessions] = {}
-        for index in range(count):
-            self._launch(f"gw{index}")
+        self.together: dict[str, ZiplineSessions] = {}
+        self.launcher = None
+        try:
+            together = {worker: _new_service(self.settings, Path(tempfile.mkdtemp(prefix=f"zipline-sessions-{worker}-")),
+                                             worker) for worker in (f"gw{index}" for index in range(count))}
+            self.launcher = launch_together(list(together.values()))
+        except StartError:
+            return  # each worker starts its own and reports the problem to the tests that use it
+        self.services.update(together)
+        self.together = together
 
     def _launch(self, worker: str) -> None:
         try:
@@ -96,10 +105,14 @@ class WorkersServices:
             service.begin_stop()
 
     def pytest_unconfigure(self, config):
-        for service in self.services.values():
+        apart = [service for worker, service in self.services.items() if worker not in self.together]
+        for service in apart:
             service.begin_stop()
-        for service in self.services.values():
+        if self.launcher is not None:
+            stop_together(list(self.together.values()), self.launcher)
+        for service in apart:
             service.stop()
+        for service in self.services.values():
             shutil.rmtree(service.work, ignore_errors=True)
         self.services.clear()
 

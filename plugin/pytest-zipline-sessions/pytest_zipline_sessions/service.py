@@ -30,6 +30,12 @@ class ZiplineSessions:
         self.log_path = work / "zipline-sessions.log"
         self.ready_file = work / "ready"
         self.failed_file = work / "failed"  # the StartError of a service another process launched
+        # Of a service forked by `zipline-sessions serve-each` (launch_together): its master's PID
+        # and, once it has ended, its exit status.
+        self.pid_file = work / "pid"
+        self.exit_file = work / "exited"
+        self.launcher: subprocess.Popen | None = None
+        self.launcher_log: Path | None = None
         inherited = dict(os.environ if environ is None else environ)
         self.env = {
             "SESSIONS_LOGIN_RATE_LIMIT": "off",  # many logins per test; the user's setting wins
@@ -75,7 +81,9 @@ class ZiplineSessions:
         """Launch, and watch the start in a thread: a failed start is written to `failed_file`,
         where the process that uses the service (an xdist worker) reads it."""
         self.launch()
+        self._watch_start()
 
+    def _watch_start(self) -> None:
         def watch():
             try:
                 self.wait_until_ready()
@@ -94,6 +102,12 @@ class ZiplineSessions:
             if self.process is not None and self.process.poll() is not None:
                 raise StartError(f"zipline-sessions did not start (exit status {self.process.returncode}): "
                                  f"{self._last_words()}")
+            if self.exit_file.exists():
+                raise StartError(f"zipline-sessions did not start (exit status {self.exit_file.read_text().strip()}): "
+                                 f"{self._last_words()}")
+            if self.launcher is not None and self.launcher.poll() is not None and not self.exit_file.exists():
+                raise StartError(f"zipline-sessions serve-each ended (exit status {self.launcher.returncode}) "
+                                 f"before this service started: {_last_words(self.launcher_log)}")
             if self.failed_file.exists():
                 raise StartError(self.failed_file.read_text())
             if time.monotonic() > deadline:
@@ -106,6 +120,16 @@ class ZiplineSessions:
     def stop(self) -> None:
         """SIGTERM to the service (a graceful stop: it stops its workers), SIGKILL to its process
         group if it is not over in time; only in the process that launched it."""
+        if self.launcher is not None:
+            self.begin_stop()
+            deadline = time.monotonic() + STOP_SECONDS
+            while not self._forked_service_ended():
+                if time.monotonic() > deadline:
+                    if pid := self._forked_pid():
+                        _signal_group(pid, signal.SIGKILL)
+                    break
+                time.sleep(0.005)
+            return
         if self.process is None or self.process.poll() is not None:
             return
         self.begin_stop()
@@ -119,9 +143,26 @@ class ZiplineSessions:
         """SIGTERM to the service, once, without waiting (stop() then waits). Its master alone:
         it passes the stop to its workers, and a worker signalled twice at once can hang inside
         Granian until the master kills it (serve.py, relay_signals_through_a_thread)."""
-        if self.process is not None and self.process.poll() is None and not self._stopping:
+        if self._stopping:
+            return
+        if self.process is not None and self.process.poll() is None:
             self._stopping = True
             self.process.send_signal(signal.SIGTERM)
+        elif self.launcher is not None and not self._forked_service_ended() and (pid := self._forked_pid()):
+            self._stopping = True
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+
+    def _forked_pid(self) -> int | None:
+        """The master PID of a service forked by serve-each, once it is written."""
+        text = self.pid_file.read_text() if self.pid_file.exists() else ""
+        return int(text) if text.endswith("\n") else None
+
+    def _forked_service_ended(self) -> bool:
+        """A service forked by serve-each has ended, or will never be: serve-each is over."""
+        return self.exit_file.exists() or self.launcher.poll() is not None
 
     def log(self, since: int = 0) -> str:
         """The service's log (its stdout and stderr), from byte `since` on."""
@@ -133,9 +174,7 @@ class ZiplineSessions:
         return self.log_path.stat().st_size if self.log_path.exists() else 0
 
     def _last_words(self) -> str:
-        lines = [line for line in self.log().splitlines() if line.strip()]
-        refusals = [line for line in lines if line.startswith(("zipline-sessions:", "Error:"))]
-        return (refusals or lines or ["(no output)"])[-1].strip()
+        return _last_words(self.log_path)
 
     # ---- clients
 
@@ -207,6 +246,54 @@ class ZiplineSessions:
             raise AssertionError(f"zipline-sessions {method} /__test__{path}: {answer.status_code} "
                                  f"{answer.text.strip()}")
         return answer.json()
+
+
+def launch_together(services: list[ZiplineSessions]) -> subprocess.Popen:
+    """Start `services` (all on one command) from one `zipline-sessions serve-each`, without
+    waiting: the command imports the app once and forks each service (serve.py, serve_each).
+    Each is watched as by launch_for_another_process. StartError if the command cannot be run."""
+    first = services[0]
+    spec_path, first.launcher_log = first.work / "serve-each.json", first.work / "serve-each.log"
+    spec_path.write_text(json.dumps([{"environ": service.env, "log": str(service.log_path),
+                                      "pid_file": str(service.pid_file), "exit_file": str(service.exit_file)}
+                                     for service in services]))
+    for service in services:
+        for leftover in (service.ready_file, service.failed_file, service.pid_file, service.exit_file):
+            leftover.unlink(missing_ok=True)
+    with open(first.launcher_log, "ab") as log:
+        try:
+            launcher = subprocess.Popen([first.command, "serve-each", str(spec_path)], env=first.env,
+                                        stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                        start_new_session=True)
+        except OSError as error:
+            raise StartError(f"zipline-sessions: cannot run {first.command!r}: {error.strerror}") from None
+    for service in services:
+        service.launcher, service.launcher_log = launcher, first.launcher_log
+        service._watch_start()
+    return launcher
+
+
+def stop_together(services: list[ZiplineSessions], launcher: subprocess.Popen) -> None:
+    """Stop services started by launch_together, then their serve-each (which ends with them)."""
+    for service in services:
+        service.begin_stop()
+    if any(service._forked_pid() is None for service in services):
+        launcher.send_signal(signal.SIGTERM)  # some not forked yet: it forks no more, stops the rest
+    for service in services:
+        service.stop()
+    try:
+        launcher.wait(timeout=STOP_SECONDS)
+    except subprocess.TimeoutExpired:
+        _signal_group(launcher.pid, signal.SIGKILL)
+        launcher.wait()
+
+
+def _last_words(log_path: Path | None) -> str:
+    """The line of a log that says why it stopped: its last refusal, else its last line."""
+    text = log_path.read_bytes().decode("utf-8", "replace") if log_path is not None and log_path.exists() else ""
+    lines = [line for line in text.splitlines() if line.strip()]
+    refusals = [line for line in lines if line.startswith(("zipline-sessions:", "Error:"))]
+    return (refusals or lines or ["(no output)"])[-1].strip()
 
 
 def _seed_document(seed):
