@@ -194,10 +194,11 @@ def zipline_sessions_server(request, tmp_path_factory):
         else:
             service = _new_service(settings, tmp_path_factory.mktemp("zipline-sessions"), worker)
         request.config.stash[_service_key] = service
-        if launched:
-            service.wait_until_ready()
-        else:
-            service.start()
+        if not launched:
+            service.launch()
+        # requests (about 0.1 s to import) while the service starts, not in the first test.
+        import pytest_zipline_sessions.clients  # noqa: F401
+        service.wait_until_ready()
     except StartError as error:
         problem = str(error)
     else:
