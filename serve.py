@@ -129,7 +129,7 @@ def announce_when_ready(base_url: str, host: str, port: int, ready_file: str | N
                         break
             except OSError:
                 pass
-            time.sleep(0.02)
+            time.sleep(0.005)
         if ready_file:
             _write_atomically(ready_file, base_url + "\n")
         print(f"zipline-sessions: ready at {base_url}", file=sys.stderr, flush=True)

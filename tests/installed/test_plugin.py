@@ -7,6 +7,7 @@ import os
 import shutil
 import signal
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
@@ -17,8 +18,10 @@ from installed.conftest import outside_env
 WORKER_PID_TEST = """
 import os, time
 def test_hold_the_service(zipline_sessions):
+    # Its master: started by this process, or (under xdist) forked by the controller's serve-each.
+    master = zipline_sessions.process.pid if zipline_sessions.process else (zipline_sessions.work / "pid").read_text()
     with open(os.environ["PID_FILE"], "w") as out:
-        out.write(str(zipline_sessions.process.pid))
+        out.write(f"{int(master)} {zipline_sessions.work}")
     time.sleep(600)
 """
 
@@ -142,25 +145,33 @@ def test_the_error_profile_option_reaches_the_service(client_pytest, project):
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_the_service_ends_when_pytest_is_sigkilled(client_venv, service_venv, project, tmp_path):
+@pytest.mark.parametrize("xdist", [[], ["-n", "2"]], ids=["serially", "under xdist"])
+def test_the_service_ends_when_pytest_is_sigkilled(client_venv, service_venv, project, tmp_path, xdist):
+    """Under xdist the controller is SIGKILLed: the workers' services and their serve-each end too."""
     (project / "pytest" / "test_hold.py").write_text(WORKER_PID_TEST)
     pid_file = tmp_path / "service.pid"
+    temporary = Path(tempfile.gettempdir())
+    folders_before = set(temporary.glob("zipline-sessions-gw*"))
     env = outside_env(PATH=f"{service_venv / 'bin'}{os.pathsep}{os.environ['PATH']}", PID_FILE=str(pid_file))
     runner = subprocess.Popen([str(client_venv / "bin" / "python"), "-m", "pytest", "-q", "-p", "no:cacheprovider",
-                               "test_hold.py"], cwd=project / "pytest", env=env, stdout=subprocess.DEVNULL,
+                               "test_hold.py", *xdist], cwd=project / "pytest", env=env, stdout=subprocess.DEVNULL,
                               stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 120
     while not pid_file.exists() or not pid_file.read_text():
         assert runner.poll() is None and time.monotonic() < deadline
         time.sleep(0.05)
-    service = int(pid_file.read_text())
-    assert _group_alive(service)
+    service, folder = pid_file.read_text().split()
+    assert _group_alive(int(service))
     runner.send_signal(signal.SIGKILL)  # no cleanup runs in pytest
     runner.wait()
     deadline = time.monotonic() + 60
-    while _group_alive(service):
-        assert time.monotonic() < deadline, "the service outlived pytest"
+    left = set(temporary.glob("zipline-sessions-gw*")) - folders_before  # each xdist worker's service's
+    assert bool(left) == bool(xdist) and (not xdist or Path(folder) in left), (left, folder)
+    while _group_alive(int(service)) or any(_processes_naming(str(each)) for each in left):
+        assert time.monotonic() < deadline, "a service outlived pytest"
         time.sleep(0.1)
+    for each in left:
+        shutil.rmtree(each)  # the controller's temporary folders: nobody was left to remove them
 
 
 def _group_alive(group: int) -> bool:
