@@ -114,7 +114,7 @@ def test_a_service_that_cannot_start_leaves_the_others_running(tmp_path):
         assert get(Path(specs[1]["environ"]["SESSIONS_READY_FILE"]).read_text().strip() + "/api/health")
         assert launcher.poll() is None
         launcher.send_signal(signal.SIGTERM)
-        assert launcher.wait(timeout=60) == 0
+        assert launcher.wait(timeout=60) == 1  # one of its services failed
         assert Path(specs[1]["exit_file"]).read_text() == "0\n"
     finally:
         if launcher.poll() is None:
@@ -149,13 +149,18 @@ def test_its_services_stop_when_the_process_named_as_their_parent_is_gone(tmp_pa
     ('[{"environ": {}, "log": "l", "pid_file": "p"}]', "services[0] must be an object with exactly"),
     ('[{"environ": {"A": 1}, "log": "l", "pid_file": "p", "exit_file": "e"}]', "services[0].environ must map"),
     ('[{"environ": {}, "log": "", "pid_file": "p", "exit_file": "e"}]', "services[0].log must be a path"),
+    ('[{"environ": {}, "log": "l", "pid_file": "/nowhere/p", "exit_file": "e"}]',
+     "services[0].pid_file: no folder /nowhere"),
+    (('[{"environ": {}, "log": "l", "pid_file": "p", "exit_file": "e"},'
+      ' {"environ": {}, "log": "l2", "pid_file": "p2", "exit_file": "./p"}]'),
+     "services[1].exit_file is also services[0].pid_file: ./p"),
 ])
 def test_a_bad_spec_is_one_line_and_starts_nothing(tmp_path, content, message):
     spec_file = tmp_path / "services.json"
     if content is not None:
         spec_file.write_text(content)
-    result = subprocess.run([*COMMAND, str(spec_file)], cwd=ROOT, capture_output=True, text=True, timeout=60,
-                            check=False)
+    result = subprocess.run([*COMMAND, str(spec_file)], cwd=tmp_path, capture_output=True, text=True, timeout=60,
+                            check=False, env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert result.returncode == 2
     [line] = result.stderr.strip().splitlines()
     assert line.startswith("zipline-sessions: serve-each: ") and message in line, line
