@@ -12,18 +12,14 @@ is then frozen (gc.freeze) before the workers are forked, as Python's documentat
 their collections never walk it, and so never write to the pages they share with the master.
 """
 
-import contextlib
 import encodings.idna  # noqa: F401  (see announce_when_ready)
 import gc
-import json
 import multiprocessing
 import os
-import signal
 import socket
 import sys
 import threading
 import time
-import traceback
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent
@@ -36,8 +32,6 @@ ACCESS_LOG_FORMAT = '%(addr)s [%(time)s] "%(method)s %(path)s %(protocol)s" %(st
 HEADER_READ_TIMEOUT_MS = 10_000
 # On SIGTERM, workers finish the requests they hold within this long, then are killed.
 GRACEFUL_SECONDS = 20
-# What stops serve-each's services (each service's master stops its own workers).
-STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
 # Connections each worker takes on at once; slow clients wait in Granian, not in Python threads.
 BACKPRESSURE = 2048
 
@@ -116,6 +110,7 @@ def announce_when_ready(base_url: str, host: str, port: int, ready_file: str | N
     a fault to it.
     """
     from zipline_sessions.fixture.ready_probe import HEADER
+    from zipline_sessions.fixture.serve_each import write_atomically
 
     def wait_then_announce():
         request = (f"GET /api/health HTTP/1.1\r\nHost: {host}\r\n{HEADER}: {probe}\r\n"
@@ -131,7 +126,7 @@ def announce_when_ready(base_url: str, host: str, port: int, ready_file: str | N
                 pass
             time.sleep(0.005)
         if ready_file:
-            _write_atomically(ready_file, base_url + "\n")
+            write_atomically(ready_file, base_url + "\n")
         print(f"zipline-sessions: ready at {base_url}", file=sys.stderr, flush=True)
 
     threading.Thread(target=wait_then_announce, name="announce-ready", daemon=True).start()
@@ -204,20 +199,17 @@ def relay_signals_through_a_thread(server) -> None:
 
 
 def serve_each(arguments: list[str]) -> int:
-    """`zipline-sessions serve-each SPEC`: several services from one start (the pytest plugin's
-    services for its xdist workers), each exactly as `zipline-sessions serve` with its own settings.
+    """`zipline-sessions serve-each SPEC`: several services from one start (the pytest plugin's,
+    one per xdist worker), each as `zipline-sessions serve` runs with its own settings.
 
-    SPEC is a JSON file: a list of {"environ": {...}, "log": path, "pid_file": path, "exit_file":
-    path}. This process imports the app and builds ua-parser's matchers once, then forks a service
-    per entry, which runs main() in a session of its own, with that environment and its stdout and
-    stderr appended to `log`. Each service's master PID is written to `pid_file` as it is forked,
-    and its exit status to `exit_file` when it ends. This process stops the services it forked on
-    SIGTERM or SIGINT and ends when they have all ended: exit status 0 if each ended with 0, else 1.
-
-    Why: on a machine with few cores the imports are most of a start (about 0.4 s of CPU of 0.55),
-    and N services started apart pay them N times while the pytest workers boot beside them.
+    This process imports the app and builds ua-parser's matchers once, then forks a service per
+    entry of SPEC, which runs main() (zipline_sessions/fixture/serve_each.py: the SPEC, the forks,
+    the stop). On a machine with few cores the imports are most of a start (about 0.4 s of CPU of
+    0.55), and N services started apart pay them N times while the pytest workers boot beside them.
     """
-    specs = _read_spec(arguments)
+    from zipline_sessions.fixture import serve_each as each
+
+    specs = each.read_spec(arguments)
     if isinstance(specs, str):
         print(f"zipline-sessions: serve-each: {specs}", file=sys.stderr)
         return 2
@@ -230,117 +222,12 @@ def serve_each(arguments: list[str]) -> int:
     from zipline_sessions.fixture import parent_watch, ready_probe  # noqa: F401
 
     warm_up()  # once for all: a service's first login or reset to a seed parses User-Agents
-    if threading.active_count() != 1:  # a thread would not survive the fork: start them apart
+    if threading.active_count() != 1:  # a thread would not survive the fork
         print("zipline-sessions: serve-each: a thread runs before the fork", file=sys.stderr)
         return 1
-    children, stopping, asked_to_stop = {}, set(), []
-
-    def stop_children(*_args):
-        asked_to_stop.append(True)
-        for pid in children.keys() - stopping:
-            stopping.add(pid)
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGTERM)
-
-    gc.freeze()
-    for number in STOP_SIGNALS:
-        signal.signal(number, stop_children)
-    for spec in specs:
-        if asked_to_stop:
-            break  # stopped while forking: the rest never start
-        # Blocked across the fork: the child puts the default handlers back before it takes one.
-        signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
-        pid = os.fork()
-        if pid == 0:
-            _run_forked_service(spec)  # never returns
-        children[pid] = spec
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
-        _write_atomically(spec["pid_file"], f"{pid}\n")
+    gc.freeze()  # shared with the services, never walked by their collections
     gc.enable()
-    if asked_to_stop:
-        stop_children()
-    statuses = []
-    while children:
-        try:
-            pid, status = os.wait()
-        except ChildProcessError:
-            break
-        spec = children.pop(pid, None)
-        if spec is not None:
-            statuses.append(os.waitstatus_to_exitcode(status))
-            _write_atomically(spec["exit_file"], f"{statuses[-1]}\n")
-    return 0 if not any(statuses) else 1
-
-
-def _run_forked_service(spec: dict) -> None:
-    """In a child of serve_each: become the service `spec` describes; exit with main()'s status."""
-    code = 1
-    try:
-        for number in STOP_SIGNALS:
-            signal.signal(number, signal.SIG_DFL if number == signal.SIGTERM else signal.default_int_handler)
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
-        os.setsid()
-        log = os.open(spec["log"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-        null = os.open(os.devnull, os.O_RDONLY)
-        os.dup2(null, 0)
-        os.dup2(log, 1)
-        os.dup2(log, 2)
-        os.close(null)
-        os.close(log)
-        os.environ.clear()
-        os.environ.update(spec["environ"])
-        code = main()
-    except SystemExit as exit_:
-        code = exit_.code if isinstance(exit_.code, int) else 1
-    except BaseException:  # noqa: BLE001  (said, then os._exit: a child never returns into the fork loop)
-        traceback.print_exc()
-    finally:
-        with contextlib.suppress(BaseException):
-            sys.stdout.flush()
-            sys.stderr.flush()
-        os._exit(code)
-
-
-def _read_spec(arguments: list[str]) -> list[dict] | str:
-    """serve-each's services, or why they cannot be read (one line)."""
-    if len(arguments) != 1:
-        return "give one argument, a JSON file listing the services"
-    try:
-        specs = json.loads(Path(arguments[0]).read_text())
-    except OSError as error:
-        return f"cannot read {arguments[0]}: {error.strerror}"
-    except ValueError as error:
-        return f"{arguments[0]} is not JSON: {error}"
-    keys = {"environ", "log", "pid_file", "exit_file"}
-    if not isinstance(specs, list) or not specs:
-        return f"{arguments[0]} must hold a list of services, one or more"
-    for index, spec in enumerate(specs):
-        if not isinstance(spec, dict) or set(spec) != keys:
-            return f"services[{index}] must be an object with exactly {', '.join(sorted(keys))}"
-        environ = spec["environ"]
-        if not isinstance(environ, dict) or not all(isinstance(k, str) and isinstance(v, str)
-                                                    for k, v in environ.items()):
-            return f"services[{index}].environ must map names to strings"
-        for key in sorted(keys - {"environ"}):
-            if not isinstance(spec[key], str) or not spec[key]:
-                return f"services[{index}].{key} must be a path"
-            if not Path(spec[key]).parent.is_dir():
-                return f"services[{index}].{key}: no folder {Path(spec[key]).parent}"
-    files = [(spec[key], index, key) for index, spec in enumerate(specs) for key in ("log", "pid_file", "exit_file")]
-    seen = {}
-    for path, index, key in files:
-        resolved = str(Path(path).resolve())
-        if resolved in seen:
-            return f"services[{index}].{key} is also services[{seen[resolved][0]}].{seen[resolved][1]}: {path}"
-        seen[resolved] = (index, key)
-    return specs
-
-
-def _write_atomically(path: str, text: str) -> None:
-    partial = f"{path}.{os.getpid()}.tmp"
-    with open(partial, "w") as handle:
-        handle.write(text)
-    os.replace(partial, path)
+    return each.fork_each(specs, main)
 
 
 def _built_app():
