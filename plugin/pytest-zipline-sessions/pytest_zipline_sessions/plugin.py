@@ -42,6 +42,9 @@ _service_key = pytest.StashKey[ZiplineSessions]()
 _settings_key = pytest.StashKey[dict]()
 _log_start_key = pytest.StashKey[int]()
 _reset_state_key = pytest.StashKey[dict]()
+_reset_in_setup_key = pytest.StashKey[bool]()
+# The access line of a reset: the first request of a test whose setup resets the service.
+RESET_LINE = '"POST /__test__/reset '
 
 
 def pytest_addoption(parser):
@@ -218,9 +221,11 @@ def zipline_sessions(request, zipline_sessions_server):
     state = request.session.stash.setdefault(_reset_state_key, {"module": None, "marked": False})
     if marker is not None:
         service.reset(marker.args[0] if marker.args else None)
+        request.node.stash[_reset_in_setup_key] = True
     elif scope == "function" or state["marked"] or state["module"] is None or (
             scope == "module" and state["module"] != request.node.module):
         service.reset()
+        request.node.stash[_reset_in_setup_key] = True
     state.update(module=request.node.module, marked=marker is not None)
     return service
 
@@ -253,6 +258,11 @@ def pytest_runtest_makereport(item, call):
     service = item.config.stash.get(_service_key, None)
     uses_it = {"zipline_sessions", "zipline_sessions_server", "zipline_login"} & set(item.fixturenames)
     if report.failed and uses_it and service is not None and service.log_path.exists():
-        text = service.log(item.stash.get(_log_start_key, 0)) or "(nothing logged during this test)"
+        text = service.log(item.stash.get(_log_start_key, 0))
+        if item.stash.get(_reset_in_setup_key, False) and (at := text.find(RESET_LINE)) != -1:
+            # The previous test's last access lines may be written after this test began (the
+            # service logs a request just after answering it): this test's own begin at its reset.
+            text = text[text.rfind("\n", 0, at) + 1:]
+        text = text or "(nothing logged during this test)"
         report.sections.append((f"Captured {LOG_SECTION} {call.when}", text))
     return report
