@@ -216,6 +216,7 @@ def serve_each(arguments: list[str]) -> int:
     gc.disable()
     import granian.server.mp  # noqa: F401
 
+    # What main() imports, once for all.
     import app  # noqa: F401
     from zipline_sessions.activity import last_seen, webhooks  # noqa: F401
     from zipline_sessions.devices.useragent import warm_up

@@ -43,9 +43,10 @@ def test_under_xdist_each_worker_has_its_own_one_worker_service(client_pytest, p
         "    master = (zipline_sessions.work / 'pid').read_text().strip()\n"
         "    status = open(f'/proc/{master}/status').read()\n"
         "    parent = next(line.split()[1] for line in status.splitlines() if line.startswith('PPid:'))\n"
+        "    parent_command = open(f'/proc/{parent}/cmdline').read().split('\\0')[1:3]\n"
         "    with open(os.environ['RECORD'], 'a') as out:\n"
         "        out.write(f\"{os.environ['PYTEST_XDIST_WORKER']} {zipline_sessions.url} {zipline_sessions.work} \"\n"
-        "                  f\"{parent}\\n\")\n"
+        "                  f\"{parent} {'/'.join(parent_command)}\\n\")\n"
         "def test_another(zipline_sessions):\n"
         "    test_one_worker(zipline_sessions)\n")
     # --dist each: every worker runs every test (the examples too), so both record their service.
@@ -54,12 +55,15 @@ def test_under_xdist_each_worker_has_its_own_one_worker_service(client_pytest, p
     assert result.returncode == 0, result.stdout + result.stderr
     assert "26 passed" in result.stdout
     lines = [line.split() for line in record.read_text().splitlines()]
-    services = {(url, folder) for _worker, url, folder, _parent in lines}
-    by_worker = {worker: {(url, folder) for each, url, folder, _ in lines if each == worker} for worker, *_ in lines}
+    services = {(url, folder) for _worker, url, folder, _parent, _command in lines}
+    by_worker = {worker: {(url, folder) for each, url, folder, *_ in lines if each == worker} for worker, *_ in lines}
     assert sorted(by_worker) == ["gw0", "gw1"] and all(len(seen) == 1 for seen in by_worker.values()), by_worker
     assert len(services) == 2 and len({url for url, _folder in services}) == 2, services  # one service each
-    # Both forked by one `zipline-sessions serve-each`, which imported the app once for them.
-    assert len({parent for *_, parent in lines}) == 1, lines
+    # Both forked by one `zipline-sessions serve-each` (not by the controller, as each used to be),
+    # which imported the app once for them.
+    assert len({parent for *_, parent, _command in lines}) == 1, lines
+    assert {command.rpartition("/")[0].endswith("zipline-sessions") and command.endswith("/serve-each")
+            for *_, command in lines} == {True}, lines
     for _url, folder in services:
         assert not Path(folder).exists()
         assert not _processes_naming(folder), "a service outlived pytest"

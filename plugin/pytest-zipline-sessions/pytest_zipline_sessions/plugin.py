@@ -74,20 +74,25 @@ class WorkersServices:
     def __init__(self, config, count: int):
         self.settings = config.stash[_settings_key]
         self.services: dict[str, ZiplineSessions] = {}
-        self.together: dict[str, ZiplineSessions] = {}
-        self.launcher = None
+        self.launcher = None  # the serve-each of gw0, gw1, ...
         try:
-            together = {worker: _new_service(self.settings, Path(tempfile.mkdtemp(prefix=f"zipline-sessions-{worker}-")),
-                                             worker) for worker in (f"gw{index}" for index in range(count))}
-            self.launcher = launch_together(list(together.values()))
+            find_command(self.settings["command"])  # before any folder is made
+            together = {worker: _new_service(self.settings, _worker_folder(worker), worker)
+                        for worker in (f"gw{index}" for index in range(count))}
         except StartError:
             return  # each worker starts its own and reports the problem to the tests that use it
+        try:
+            self.launcher = launch_together(list(together.values()))
+        except StartError:
+            for service in together.values():
+                shutil.rmtree(service.work, ignore_errors=True)
+            return
         self.services.update(together)
-        self.together = together
 
     def _launch(self, worker: str) -> None:
         try:
-            service = _new_service(self.settings, Path(tempfile.mkdtemp(prefix=f"zipline-sessions-{worker}-")), worker)
+            find_command(self.settings["command"])  # before the folder is made
+            service = _new_service(self.settings, _worker_folder(worker), worker)
             service.launch_for_another_process()
         except StartError:
             return  # the worker starts its own and reports the problem to the tests that use it
@@ -108,16 +113,22 @@ class WorkersServices:
             service.begin_stop()
 
     def pytest_unconfigure(self, config):
-        apart = [service for worker, service in self.services.items() if worker not in self.together]
+        together = [service for service in self.services.values() if service.launcher is not None]
+        apart = [service for service in self.services.values() if service.launcher is None]
         for service in apart:
             service.begin_stop()
         if self.launcher is not None:
-            stop_together(list(self.together.values()), self.launcher)
+            stop_together(together, self.launcher)
         for service in apart:
             service.stop()
         for service in self.services.values():
             shutil.rmtree(service.work, ignore_errors=True)
         self.services.clear()
+
+
+def _worker_folder(worker: str) -> Path:
+    """A new temporary folder for the service of xdist worker `worker`, made by the controller."""
+    return Path(tempfile.mkdtemp(prefix=f"zipline-sessions-{worker}-"))
 
 
 def _new_service(settings: dict, work: Path, worker: str, parent_pid: int | None = None) -> ZiplineSessions:

@@ -249,7 +249,7 @@ class ZiplineSessions:
 
 
 def launch_together(services: list[ZiplineSessions]) -> subprocess.Popen:
-    """Start `services` (all on one command) from one `zipline-sessions serve-each`, without
+    """Start `services` (all on one command, each in a new folder) from one `zipline-sessions serve-each`, without
     waiting: the command imports the app once and forks each service (serve.py, serve_each).
     Each is watched as by launch_for_another_process. StartError if the command cannot be run."""
     first = services[0]
@@ -257,9 +257,6 @@ def launch_together(services: list[ZiplineSessions]) -> subprocess.Popen:
     spec_path.write_text(json.dumps([{"environ": service.env, "log": str(service.log_path),
                                       "pid_file": str(service.pid_file), "exit_file": str(service.exit_file)}
                                      for service in services]))
-    for service in services:
-        for leftover in (service.ready_file, service.failed_file, service.pid_file, service.exit_file):
-            leftover.unlink(missing_ok=True)
     with open(first.launcher_log, "ab") as log:
         try:
             launcher = subprocess.Popen([first.command, "serve-each", str(spec_path)], env=first.env,
